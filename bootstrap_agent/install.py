@@ -1,0 +1,103 @@
+"""Install desired files the way a careful operator would: stage, check, keep a backup, rename.
+
+Every file is first written next to its target (same filesystem, so ``rename`` is atomic), fsynced, given
+its final mode before it becomes visible, checked where a checker exists, and only then renamed over the
+old one, whose previous content stays as ``<name>.bak``. A file whose content and mode already match is not
+touched at all: a second pass with the same inputs writes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bootstrap_agent.checkers import CHECKERS
+from bootstrap_agent.plan import DesiredFile, Layout
+
+
+@dataclass
+class InstallResult:
+    changed: list[str] = field(default_factory=list)  # node paths whose content or mode was changed
+    failed: dict[str, str] = field(default_factory=dict)  # node path -> reason; the old file stays
+
+
+def install(files: Iterable[DesiredFile], layout: Layout) -> InstallResult:
+    result = InstallResult()
+    for desired in files:
+        target = Path(layout.path(desired.path))
+        try:
+            if _install_one(desired, target):
+                result.changed.append(desired.path)
+        except CheckFailed as exc:
+            result.failed[desired.path] = str(exc)
+        except OSError as exc:
+            result.failed[desired.path] = f"{exc.strerror or exc} ({exc.filename or target})"
+    return result
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def _install_one(desired: DesiredFile, target: Path) -> bool:
+    try:
+        stat = target.stat()
+        if (stat.st_mode & 0o7777) == desired.mode and target.read_bytes() == desired.content:
+            return False
+        exists = True
+    except FileNotFoundError:
+        exists = False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = write_staged(target, desired.content, desired.mode)
+    try:
+        if desired.check:
+            problem = CHECKERS[desired.check](staged)
+            if problem:
+                raise CheckFailed(f"{desired.check} check failed: {problem}")
+        if exists:
+            backup = target.with_name(target.name + ".bak")
+            bak = write_staged(target, target.read_bytes(), target.stat().st_mode & 0o7777)
+            os.replace(bak, backup)
+        os.replace(staged, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            staged.unlink()
+        raise
+    _fsync_dir(target.parent)
+    return True
+
+
+def write_staged(target: Path, content: bytes, mode: int) -> Path:
+    """A hidden, fsynced file beside ``target`` that already has its final mode (never briefly 0644)."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".staged", dir=target.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb", closefd=True) as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+        raise
+    return Path(name)
+
+
+def write_atomic(target: Path, content: bytes, mode: int = 0o644) -> None:
+    """Stage + rename for the agent's own state files (no check, no backup)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = write_staged(target, content, mode)
+    os.replace(staged, target)
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,69 @@
+"""Structured logs: one JSON object a line on stderr, stable event names, secrets never printed.
+
+Operators grep and alert on event names (``file_installed``, ``unit_restarted``), so those are the API; the
+human wording lives in fields. Secrets are masked twice: by key name (anything that looks like a password
+or key) and by value (every secret of the current user-data is registered and replaced wherever it shows
+up, even inside an exception message).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+MASK = "***"
+_SECRET_KEY = re.compile(r"secret|password|passwd|token|access_?key|private_?key|credential", re.IGNORECASE)
+_registered: set[str] = set()
+
+
+def register_secrets(*values: str | None) -> None:
+    """Values that must be masked wherever they appear from now on."""
+    _registered.update(v for v in values if v)
+
+
+def mask(value: Any) -> Any:
+    """``value`` with every registered secret replaced; recurses into lists and dicts."""
+    if isinstance(value, str):
+        for secret in _registered:
+            if secret in value:
+                value = value.replace(secret, MASK)
+        return value
+    if isinstance(value, dict):
+        return {k: (MASK if _SECRET_KEY.search(str(k)) and v else mask(v)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask(v) for v in value]
+    return value
+
+
+def _mask_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in list(event_dict.items()):
+        if key != "event" and _SECRET_KEY.search(key) and value:
+            event_dict[key] = MASK
+        else:
+            event_dict[key] = mask(value)
+    return event_dict
+
+
+def configure(level: str = "info") -> None:
+    """JSON lines to stderr; called once by the CLI before anything is logged."""
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _mask_processor,
+            structlog.processors.JSONRenderer(sort_keys=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def get(name: str = "bootstrap-agent") -> Any:
+    return structlog.get_logger(logger=name)

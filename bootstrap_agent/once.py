@@ -1,0 +1,240 @@
+"""One full pass: fetch, validate, plan, install, start, report. ``bootstrap-agent once`` and the daemon's
+reconcile step are this function.
+
+Order matters for "bad input changes nothing": everything that can be refused (metadata, user-data, the plan
+for this very node) is decided before the first byte is written. After that, each file is installed on its
+own (a failed check keeps the old file and blocks only the units that read it), and each unit is touched at
+most once: started if it is not running, restarted (or reloaded) if the digest of its inputs differs from the
+one it was last started with, left alone otherwise.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bootstrap_agent import DEFAULT_METADATA_URL, DEFAULT_USER_DATA_URL, logs
+from bootstrap_agent.errors import InvalidInput, SourceUnavailable
+from bootstrap_agent.facts import InstanceMeta, gather
+from bootstrap_agent.install import install
+from bootstrap_agent.metadata import Fetched, Retry, fetch_meta_data, fetch_user_data
+from bootstrap_agent.plan import DesiredService, Layout, Peers, Plan, plan
+from bootstrap_agent.schema import Settings, parse_user_data
+from bootstrap_agent.services.base import ServiceError, ServiceManager
+from bootstrap_agent.state import State
+
+
+@dataclass(frozen=True)
+class Options:
+    root: str = "/"
+    user_data_url: str = DEFAULT_USER_DATA_URL
+    metadata_url: str = DEFAULT_METADATA_URL
+    service_manager: str = "systemd"
+    start_timeout: float = 60.0
+    retry: Retry = field(default_factory=Retry)
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    state: str  # "ready", "failed" or "invalid"
+    reason: str = ""
+    services: dict[str, str] = field(default_factory=dict)
+
+
+def make_manager(name: str, layout: Layout) -> ServiceManager:
+    if name == "process":
+        from bootstrap_agent.services.process import ProcessManager
+
+        return ProcessManager(layout)
+    from bootstrap_agent.services.systemd import SystemdManager
+
+    return SystemdManager()
+
+
+def run_once(options: Options, log: Any) -> Outcome:
+    layout = Layout(options.root)
+    state = State(layout)
+    try:
+        meta, meta_raw = _instance_meta(options, state, log)
+        fetched = _user_data(options, state, meta, log)
+        settings = parse_user_data(fetched.body)
+    except InvalidInput as exc:
+        log.error("user_data_invalid", field=exc.path, error=exc.message)
+        return Outcome(2, "invalid", f"invalid user-data: {exc}")
+    except SourceUnavailable as exc:
+        log.error("user_data_unavailable", error=str(exc))
+        return Outcome(1, "failed", str(exc))
+    logs.register_secrets(*settings.secrets())
+    try:
+        facts = gather(meta, preferred_ips=settings.masters)
+        desired = plan(settings, facts, Peers(), layout)
+    except InvalidInput as exc:
+        log.error("plan_invalid", field=exc.path, error=exc.message)
+        return Outcome(2, "invalid", f"cannot configure this node: {exc}")
+    log.info("plan_ready", cluster=settings.cluster, role=settings.role, ip=facts.ip,
+             files=len(desired.files), services=[s.unit for s in desired.services], user_data_source=fetched.source)
+
+    if state.is_first_boot(meta.uuid):
+        log.info("first_boot", instance_uuid=meta.uuid, previous=state.instance_uuid())
+        state.begin_instance(meta.uuid)
+    state.save_meta_data(meta_raw)
+    if fetched.source != "last-good":
+        state.save_user_data(meta.uuid, fetched.body, fetched.source)
+
+    manager = make_manager(options.service_manager, layout)
+    outcome = apply(desired, layout, manager, state, options.start_timeout, log)
+    _save_status(state, settings, facts.ip, fetched.source, outcome)
+    return outcome
+
+
+def _instance_meta(options: Options, state: State, log: Any) -> tuple[InstanceMeta, dict[str, Any]]:
+    try:
+        raw = fetch_meta_data(options.metadata_url, options.retry)
+    except SourceUnavailable as exc:
+        stored = state.load_meta_data()
+        if stored is None:
+            raise
+        log.warning("meta_data_from_last_good", error=str(exc))
+        raw = stored
+    try:
+        return InstanceMeta.from_json(raw), raw
+    except InvalidInput as exc:
+        raise SourceUnavailable(f"instance metadata is unusable: {exc}") from None
+
+
+def _user_data(options: Options, state: State, meta: InstanceMeta, log: Any) -> Fetched:
+    fetched, errors = fetch_user_data(options.user_data_url, options.metadata_url, options.retry)
+    for error in errors:
+        log.warning("user_data_source_failed", error=error)
+    if fetched is not None:
+        log.info("user_data_fetched", source=fetched.source, url=fetched.url, bytes=len(fetched.body))
+        return fetched
+    stored = state.load_user_data()
+    if stored is None or stored.instance_uuid != meta.uuid:
+        raise SourceUnavailable("no user-data: " + "; ".join(errors) + "; and no last good copy for this instance")
+    log.warning("user_data_from_last_good", saved_at=stored.saved_at)
+    return Fetched(stored.body, "last-good")
+
+
+def apply(
+    desired: Plan, layout: Layout, manager: ServiceManager, state: State, start_timeout: float, log: Any
+) -> Outcome:
+    """Install the files, then touch each unit at most once, in plan order; wait until the role is up."""
+    result = install(desired.files, layout)
+    for path in result.changed:
+        log.info("file_installed", path=path)
+    for path, reason in result.failed.items():
+        log.error("file_install_failed", path=path, error=reason)
+    if any(p.startswith("/etc/systemd/") for p in result.changed):
+        manager.daemon_reload()
+
+    recorded = state.units()
+    failures: dict[str, str] = {}
+    for service in desired.services:
+        blocked = [p for p in service.inputs if p in result.failed]
+        if blocked:
+            failures[service.unit] = f"input not installed: {', '.join(blocked)}"
+            continue
+        digest = desired.inputs_digest(service)
+        try:
+            action = _converge(service, manager, recorded.get(service.unit, {}).get("digest"), digest)
+        except ServiceError as exc:
+            failures[service.unit] = str(exc)
+            log.error("unit_action_failed", unit=service.unit, error=str(exc))
+            continue
+        recorded[service.unit] = {"digest": digest}
+        if action:
+            log.info(f"unit_{action}", unit=service.unit)
+    wanted = {s.unit for s in desired.services}
+    for unit in sorted(set(recorded) - wanted):
+        try:
+            manager.stop(unit)
+            manager.disable(unit)
+            log.info("unit_removed", unit=unit)
+            del recorded[unit]
+        except ServiceError as exc:
+            log.error("unit_action_failed", unit=unit, error=str(exc))
+    state.save_units(recorded)
+
+    services = wait_ready(desired.services, manager, start_timeout, skip=set(failures))
+    for unit, reason in failures.items():
+        services[unit] = f"failed: {reason}"
+    failed = sorted(u for u, s in services.items() if s != "active")
+    if failed or result.failed:
+        reason = "; ".join([f"{u}: {services[u]}" for u in failed] + [f"{p}: {r}" for p, r in result.failed.items()])
+        log.error("node_failed", failed=failed, reason=reason)
+        return Outcome(1, "failed", reason, services)
+    log.info("node_ready", services=sorted(services))
+    return Outcome(0, "ready", "", services)
+
+
+def _converge(service: DesiredService, manager: ServiceManager, recorded: str | None, digest: str) -> str | None:
+    manager.enable(service)
+    if not manager.is_active(service.unit):
+        manager.start(service)
+        return "started"
+    if recorded != digest:
+        if service.reload:
+            manager.reload(service)
+            return "reloaded"
+        manager.restart(service)
+        return "restarted"
+    return None
+
+
+def wait_ready(
+    services: Sequence[DesiredService], manager: ServiceManager, timeout: float, skip: set[str] | None = None
+) -> dict[str, str]:
+    """unit -> "active", or "failed: <why>" for those not up (process and all ports) within ``timeout``."""
+    pending = [s for s in services if s.unit not in (skip or set())]
+    status: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while pending:
+        still = []
+        for service in pending:
+            if not manager.is_active(service.unit):
+                status[service.unit] = f"failed: {manager.failure_reason(service.unit)}"
+            elif all(_port_open(host, port) for host, port in service.ports):
+                status[service.unit] = "active"
+            else:
+                still.append(service)
+                continue
+        pending = still
+        if not pending:
+            break
+        if time.monotonic() > deadline:
+            for service in pending:
+                closed = [f"{h}:{p}" for h, p in service.ports if not _port_open(h, p)]
+                status[service.unit] = f"failed: not listening on {', '.join(closed)} after {timeout:.0f} s"
+            break
+        time.sleep(0.05)
+    return status
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _save_status(state: State, settings: Settings, ip: str, source: str, outcome: Outcome) -> None:
+    previous = state.status() or {}
+    now = time.time()
+    since = previous.get("since", now) if previous.get("state") == outcome.state else now
+    state.save_status({
+        "state": outcome.state,
+        "reason": outcome.reason,
+        "cluster": settings.cluster,
+        "role": settings.role,
+        "ip": ip,
+        "services": outcome.services,
+        "user_data_source": source,
+        "since": since,
+        "updated": now,
+    })

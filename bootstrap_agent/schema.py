@@ -1,0 +1,354 @@
+"""User-data schema 1: parse and validate into immutable ``Settings``.
+
+Everything a node will ever do comes from this document, so it is checked completely before anything is
+touched: unknown keys at any level, types, formats, and combinations that could not work on a real cluster
+(a flag Mesos does not know, temporary credentials an Alluxio version cannot use). Each problem is reported
+as one line naming the field by its path (``alluxio.block_size``), the way ``cloud-init schema`` should have.
+The rules here are the contract of DESIGN.md; the provisioner builds user-data with the same code.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from bootstrap_agent import names
+from bootstrap_agent.errors import InvalidInput
+from bootstrap_agent.sizes import parse_size
+
+SCHEMA_VERSION = 1
+MAX_USER_DATA_BYTES = 32 * 1024  # OTC's limit before base64; anything larger never came from a real cloud
+
+Role = Literal["master", "agent"]
+CredentialSource = Literal["keys", "agency"]
+
+CLUSTER_NAME = re.compile(r"^[a-z0-9-]{1,32}$")
+ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+BUCKET_UFS = re.compile(r"^(s3a?)://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/[^\s]*)?$")
+ACCESS_KEY = re.compile(r"^[A-Za-z0-9+/=._-]{8,256}$")
+CONTAINERIZERS = ("mesos", "docker")
+PRIVATE_NETWORKS = tuple(
+    ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+)
+MIN_SECRET_LENGTH = 16
+
+# Flags the agent derives itself: letting user-data override them would silently break the cluster.
+MANAGED_AGENT_FLAGS = frozenset(
+    {"master", "work_dir", "ip", "hostname", "port", "resources", "attributes", "containerizers", "log_dir"}
+)
+MANAGED_MASTER_FLAGS = frozenset({"zk", "quorum", "work_dir", "cluster", "ip", "hostname", "port", "log_dir"})
+
+
+@dataclass(frozen=True)
+class MesosSettings:
+    version: str = "1.11"
+    containerizers: tuple[str, ...] = ("mesos",)
+    attributes: tuple[tuple[str, str], ...] = ()
+    agent_flags: tuple[tuple[str, str], ...] = ()
+    master_flags: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class AlluxioSettings:
+    root_ufs: str
+    version: str = "2.9"
+    s3_endpoint: str | None = None
+    block_size: int | None = None
+    worker_ramdisk: int | None = None  # bytes; None = "auto", sized from the node's memory
+
+
+@dataclass(frozen=True)
+class Credentials:
+    source: CredentialSource
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    cluster: str
+    role: Role
+    masters: tuple[str, ...]
+    secret: str = field(repr=False)
+    mesos: MesosSettings = MesosSettings()
+    alluxio: AlluxioSettings | None = None
+    credentials: Credentials | None = None
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every value that must never reach a log line or a world-readable file."""
+        values = [self.secret]
+        if self.credentials and self.credentials.secret_access_key:
+            values.append(self.credentials.secret_access_key)
+        return tuple(values)
+
+
+# --- parsing -------------------------------------------------------------------------------------------
+
+
+def parse_user_data(raw: bytes | str) -> Settings:
+    """Decode and validate user-data; raise ``InvalidInput`` naming the field for anything wrong."""
+    if isinstance(raw, bytes):
+        if len(raw) > MAX_USER_DATA_BYTES:
+            raise InvalidInput("", f"user-data is {len(raw)} bytes, more than the cloud's limit of 32 KB")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput("", f"user-data is not UTF-8 text (byte {exc.start})") from None
+    else:
+        text = raw
+    if text.lstrip().startswith("#cloud-config"):
+        raise InvalidInput("", "user-data is a cloud-config, not bootstrap-agent schema-1 JSON")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput("", f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    return validate(document)
+
+
+def validate(document: Any) -> Settings:
+    """Validate an already decoded user-data object."""
+    top = _object(document, "", TOP_KEYS)
+    schema = top.get("schema")
+    if schema is None:
+        raise InvalidInput("schema", "required (1)")
+    if type(schema) is not int or schema != SCHEMA_VERSION:
+        raise InvalidInput("schema", f"must be {SCHEMA_VERSION}, got {json.dumps(schema)}")
+    cluster = _string(_required(top, "cluster", ""), "cluster")
+    if not CLUSTER_NAME.match(cluster):
+        raise InvalidInput("cluster", f"{cluster!r} must be 1-32 characters of a-z, 0-9 and '-'")
+    role = _string(_required(top, "role", ""), "role")
+    if role not in ("master", "agent"):
+        raise InvalidInput("role", f"must be 'master' or 'agent', got {role!r}")
+    masters = _masters(_required(top, "masters", ""))
+    secret = _string(_required(top, "secret", ""), "secret")
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise InvalidInput("secret", f"must be at least {MIN_SECRET_LENGTH} characters")
+    mesos = _mesos(top.get("mesos", {}))
+    alluxio = _alluxio(top["alluxio"]) if "alluxio" in top else None
+    credentials = _credentials(top["credentials"]) if "credentials" in top else None
+    if alluxio is not None:
+        if alluxio.version == "1.8" and len(masters) > 1:
+            raise InvalidInput(
+                "alluxio.version",
+                "Alluxio 1.8 with several masters needs a shared journal filesystem (HDFS/NFS), which this "
+                "cluster does not have; use Alluxio 2.9 (embedded journal) or a single master",
+            )
+        if credentials is None:
+            raise InvalidInput("credentials", "required when 'alluxio' is set (the under-FS is S3/OBS)")
+        if credentials.source == "agency" and alluxio.version == "1.8":
+            raise InvalidInput(
+                "credentials.source",
+                "'agency' hands out temporary keys with a session token, which Alluxio 1.8 cannot use; "
+                "use 'keys' or Alluxio 2.9",
+            )
+    return Settings(
+        cluster=cluster,
+        role="master" if role == "master" else "agent",
+        masters=masters,
+        secret=secret,
+        mesos=mesos,
+        alluxio=alluxio,
+        credentials=credentials,
+    )
+
+
+TOP_KEYS = frozenset({"schema", "cluster", "role", "masters", "secret", "mesos", "alluxio", "credentials"})
+MESOS_KEYS = frozenset({"version", "containerizers", "attributes", "agent_flags", "master_flags"})
+ALLUXIO_KEYS = frozenset({"version", "root_ufs", "s3_endpoint", "block_size", "worker_ramdisk"})
+CREDENTIAL_KEYS = frozenset({"source", "access_key_id", "secret_access_key"})
+
+
+def _masters(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise InvalidInput("masters", f"expected a list of IPv4 addresses, got {_kind(value)}")
+    if len(value) not in (1, 3, 5):
+        raise InvalidInput("masters", f"must hold 1, 3 or 5 addresses (a ZooKeeper quorum), got {len(value)}")
+    seen: list[str] = []
+    for index, item in enumerate(value):
+        path = f"masters[{index}]"
+        text = _string(item, path)
+        try:
+            address = ipaddress.IPv4Address(text)
+        except ValueError:
+            raise InvalidInput(path, f"{text!r} is not an IPv4 address") from None
+        if str(address) != text or not any(address in net for net in PRIVATE_NETWORKS):
+            raise InvalidInput(path, f"{text!r} is not a private IPv4 address (10/8, 172.16/12, 192.168/16)")
+        if text in seen:
+            raise InvalidInput(path, f"{text} is listed twice")
+        seen.append(text)
+    return tuple(seen)
+
+
+def _mesos(value: Any) -> MesosSettings:
+    obj = _object(value, "mesos", MESOS_KEYS)
+    version = _choice(obj.get("version", MesosSettings.version), "mesos.version", names.MESOS_VERSIONS)
+    containerizers: tuple[str, ...] = MesosSettings.containerizers
+    if "containerizers" in obj:
+        raw = obj["containerizers"]
+        if not isinstance(raw, list) or not raw:
+            raise InvalidInput("mesos.containerizers", f"expected a non-empty list, got {_kind(raw)}")
+        items = [
+            _choice(item, f"mesos.containerizers[{i}]", CONTAINERIZERS) for i, item in enumerate(raw)
+        ]
+        if len(set(items)) != len(items):
+            raise InvalidInput("mesos.containerizers", "lists a containerizer twice")
+        containerizers = tuple(items)
+    attributes = tuple(_attributes(obj.get("attributes", {})))
+    agent_flags = _flags(obj.get("agent_flags", {}), "mesos.agent_flags", version, "agent", MANAGED_AGENT_FLAGS)
+    master_flags = _flags(
+        obj.get("master_flags", {}), "mesos.master_flags", version, "master", MANAGED_MASTER_FLAGS
+    )
+    return MesosSettings(version, containerizers, attributes, agent_flags, master_flags)
+
+
+def _attributes(value: Any) -> list[tuple[str, str]]:
+    obj = _object(value, "mesos.attributes", None)
+    result = []
+    for key, raw in obj.items():
+        path = f"mesos.attributes.{key}"
+        if not ATTRIBUTE_NAME.match(key):
+            raise InvalidInput(path, "attribute names are 1-64 characters of A-Z, a-z, 0-9, '_', '.', '-'")
+        text = _scalar(raw, path)
+        if ";" in text or not text.strip():
+            raise InvalidInput(path, f"{text!r} must be non-empty and must not contain ';' (attribute separator)")
+        result.append((key, text))
+    return result
+
+
+def _flags(
+    value: Any, path: str, version: str, role: names.MesosRole, managed: frozenset[str]
+) -> tuple[tuple[str, str], ...]:
+    obj = _object(value, path, None)
+    known = names.mesos_flags(version, role)
+    result = []
+    for name, raw in obj.items():
+        flag_path = f"{path}.{name}"
+        if name in managed:
+            raise InvalidInput(flag_path, f"--{name} is set by bootstrap-agent itself and cannot be overridden")
+        if name not in known:
+            binary = "mesos-agent" if role == "agent" else "mesos-master"
+            raise InvalidInput(flag_path, f"{binary} {version} has no flag --{name}")
+        result.append((name, _scalar(raw, flag_path)))
+    return tuple(sorted(result))
+
+
+def _alluxio(value: Any) -> AlluxioSettings:
+    obj = _object(value, "alluxio", ALLUXIO_KEYS)
+    version = _choice(obj.get("version", AlluxioSettings.version), "alluxio.version", names.ALLUXIO_VERSIONS)
+    root_ufs = _string(_required(obj, "root_ufs", "alluxio"), "alluxio.root_ufs")
+    if not BUCKET_UFS.match(root_ufs):
+        raise InvalidInput(
+            "alluxio.root_ufs", f"{root_ufs!r} must be s3://bucket/path or s3a://bucket/path (a valid bucket name)"
+        )
+    endpoint = None
+    if "s3_endpoint" in obj:
+        endpoint = _url(obj["s3_endpoint"], "alluxio.s3_endpoint")
+    block_size = _size(obj["block_size"], "alluxio.block_size") if "block_size" in obj else None
+    ramdisk = None
+    if "worker_ramdisk" in obj and obj["worker_ramdisk"] != "auto":
+        ramdisk = _size(obj["worker_ramdisk"], "alluxio.worker_ramdisk")
+    return AlluxioSettings(root_ufs, version, endpoint, block_size, ramdisk)
+
+
+def _credentials(value: Any) -> Credentials:
+    obj = _object(value, "credentials", CREDENTIAL_KEYS)
+    source = _choice(_required(obj, "source", "credentials"), "credentials.source", ("keys", "agency"))
+    if source == "agency":
+        for key in ("access_key_id", "secret_access_key"):
+            if key in obj:
+                raise InvalidInput(f"credentials.{key}", "not used with source 'agency' (keys come from the cloud)")
+        return Credentials("agency")
+    keys = {}
+    for key in ("access_key_id", "secret_access_key"):
+        path = f"credentials.{key}"
+        if key not in obj:
+            raise InvalidInput(path, "required with source 'keys'")
+        text = _string(obj[key], path)
+        if not ACCESS_KEY.match(text):
+            raise InvalidInput(path, "must be 8-256 characters of A-Z, a-z, 0-9, '+/=._-'")
+        keys[key] = text
+    return Credentials("keys", keys["access_key_id"], keys["secret_access_key"])
+
+
+# --- small typed readers ---------------------------------------------------------------------------------
+
+
+def _kind(value: Any) -> str:
+    kinds: Mapping[type, str] = {
+        dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+        float: "a number", type(None): "null",
+    }
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _object(value: Any, path: str, allowed: frozenset[str] | None) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidInput(path, f"expected an object, got {_kind(value)}")
+    if allowed is not None:
+        for key in value:
+            if key not in allowed:
+                where = f"{path}.{key}" if path else key
+                raise InvalidInput(where, f"unknown key (known: {', '.join(sorted(allowed))})")
+    return value
+
+
+def _required(obj: Mapping[str, Any], key: str, parent: str) -> Any:
+    if key not in obj:
+        raise InvalidInput(f"{parent}.{key}" if parent else key, "required")
+    return obj[key]
+
+
+def _string(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(path, f"expected a string, got {_kind(value)}")
+    _no_control(value, path)
+    return value
+
+
+def _scalar(value: Any, path: str) -> str:
+    """Flag and attribute values: strings, numbers and booleans, rendered the way Mesos reads them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return _string(value, path)
+
+
+def _no_control(text: str, path: str) -> None:
+    if any(ch in text for ch in "\n\r\x00"):
+        raise InvalidInput(path, "must not contain a newline or NUL")
+
+
+def _choice(value: Any, path: str, allowed: tuple[str, ...]) -> str:
+    text = _string(value, path)
+    if text not in allowed:
+        raise InvalidInput(path, f"must be one of {', '.join(allowed)}; got {text!r}")
+    return text
+
+
+def _size(value: Any, path: str) -> int:
+    text = _string(value, path) if not isinstance(value, int) or isinstance(value, bool) else str(value)
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise InvalidInput(path, str(exc)) from None
+
+
+def _url(value: Any, path: str) -> str:
+    text = _string(value, path)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise InvalidInput(path, f"{text!r} is not a URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(path, f"{text!r} must be an http:// or https:// URL with a host")
+    if parts.username or parts.password or parts.query or parts.fragment or " " in text:
+        raise InvalidInput(path, f"{text!r} must not carry credentials, a query or a fragment")
+    return text
+

@@ -1,0 +1,171 @@
+"""The ``process`` service manager: the agent runs each unit as a plain supervised process under ``--root``.
+
+For tests and machines without systemd as PID 1. It keeps the unit contract of the systemd units in
+``systemd/``: the same ``EnvironmentFile=`` is read (same quoting rules), the same program gets the same
+configuration file. Mesos and Alluxio run as the project's stand-ins (they validate every flag and key
+against the versioned lists); ZooKeeper and nginx run for real. Processes outlive ``bootstrap-agent once``:
+each is recorded in ``<root>/run/bootstrap-agent/process/<unit>.json`` with its pid and start time, so a later
+pass finds it again and a recycled pid is never mistaken for it.
+
+nginx runs with ``<root>/etc/nginx/nginx.conf``, which the image provides; it must not set ``daemon`` (the
+manager passes ``daemon off;``) and should ``include`` ``<root>/etc/nginx/conf.d/*.conf``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+from bootstrap_agent.install import write_atomic
+from bootstrap_agent.plan import (
+    ALLUXIO_SITE,
+    MESOS_AGENT_ENV,
+    MESOS_MASTER_ENV,
+    ZOO_CFG,
+    DesiredService,
+    Layout,
+)
+from bootstrap_agent.services.base import ServiceError
+from bootstrap_agent.services.envfile import parse_environment_file
+from bootstrap_agent.services.zookeeper_cmd import ZooKeeperNotInstalled, java_command
+
+ALLUXIO_ENV = "/etc/default/alluxio"
+STOP_TIMEOUT = 10.0
+
+
+class ProcessManager:
+    name = "process"
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.run_dir = Path(layout.path("/run/bootstrap-agent/process"))
+        self.log_dir = Path(layout.path("/var/log/bootstrap-agent"))
+
+    # the commands -----------------------------------------------------------------------------------------
+    def command(self, service: DesiredService) -> tuple[list[str], list[str]]:
+        """argv and EnvironmentFiles of a unit, mirroring ``ExecStart=``/``EnvironmentFile=`` of its unit."""
+        unit, path = service.unit, self.layout.path
+        python = [sys.executable, "-m"]
+        if unit == "zookeeper":
+            return java_command(path(ZOO_CFG)), []
+        if unit in ("mesos-master", "mesos-agent"):
+            role = unit.split("-", 1)[1]
+            env = MESOS_MASTER_ENV if role == "master" else MESOS_AGENT_ENV
+            return [*python, "bootstrap_agent.standins.mesos", role, "--mesos-version", str(service.version)], [env]
+        if unit.startswith("alluxio-"):
+            role = unit.split("-", 1)[1]
+            argv = [*python, "bootstrap_agent.standins.alluxio", role, "--alluxio-version", str(service.version),
+                    "--conf", path(ALLUXIO_SITE)]
+            return argv, ["-" + ALLUXIO_ENV]
+        if unit == "nginx":
+            prefix = path("/etc/nginx")
+            return ["nginx", "-p", prefix + "/", "-c", f"{prefix}/nginx.conf", "-g", "daemon off;"], []
+        raise ServiceError(f"{unit}: the process manager does not know how to run this unit")
+
+    # ServiceManager -----------------------------------------------------------------------------------------
+    def daemon_reload(self) -> None:
+        """Nothing to reload: commands are built fresh on every start."""
+
+    def enable(self, service: DesiredService) -> None:
+        """Processes do not survive a reboot; the agent starts them again at boot."""
+
+    def disable(self, unit: str) -> None:
+        """See ``enable``."""
+
+    def start(self, service: DesiredService) -> None:
+        if self.is_active(service.unit):
+            return
+        try:
+            argv, env_files = self.command(service)
+        except ZooKeeperNotInstalled as exc:
+            raise ServiceError(f"{service.unit}: {exc}") from None
+        env = dict(os.environ)
+        for env_file in env_files:
+            optional = env_file.startswith("-")
+            file_path = Path(self.layout.path(env_file.lstrip("-")))
+            if optional and not file_path.exists():
+                continue
+            try:
+                env.update(parse_environment_file(file_path.read_text("utf-8")))
+            except (OSError, ValueError) as exc:
+                raise ServiceError(f"{service.unit}: cannot read {file_path}: {exc}") from None
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{service.unit}.log"
+        with open(log_path, "ab") as log:
+            try:
+                process = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                    cwd=self.layout.root, start_new_session=True, close_fds=True,
+                )
+            except OSError as exc:
+                raise ServiceError(f"{service.unit}: cannot run {argv[0]}: {exc.strerror}") from None
+        record = {"pid": process.pid, "started": psutil.Process(process.pid).create_time(), "argv": argv}
+        write_atomic(self.run_dir / f"{service.unit}.json", json.dumps(record).encode(), 0o644)
+
+    def restart(self, service: DesiredService) -> None:
+        self.stop(service.unit)
+        self.start(service)
+
+    def reload(self, service: DesiredService) -> None:
+        process = self._process(service.unit)
+        if process is None:
+            self.start(service)
+            return
+        if service.unit != "nginx":
+            self.restart(service)
+            return
+        process.send_signal(signal.SIGHUP)
+
+    def stop(self, unit: str) -> None:
+        process = self._process(unit)
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(STOP_TIMEOUT)
+            except psutil.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                with contextlib.suppress(psutil.Error):
+                    process.wait(STOP_TIMEOUT)
+        with contextlib.suppress(FileNotFoundError):
+            (self.run_dir / f"{unit}.json").unlink()
+
+    def is_active(self, unit: str) -> bool:
+        return self._process(unit) is not None
+
+    def failure_reason(self, unit: str) -> str:
+        try:
+            lines = (self.log_dir / f"{unit}.log").read_text("utf-8", errors="replace").splitlines()
+        except FileNotFoundError:
+            return "never started"
+        last = [line for line in lines[-20:] if line.strip()]
+        return last[-1][:300] if last else "exited without output"
+
+    def stop_all(self) -> None:
+        """Stop every unit this manager started under its root (tests, and leaving a node for good)."""
+        if self.run_dir.exists():
+            for record in sorted(self.run_dir.glob("*.json")):
+                self.stop(record.stem)
+
+    def _process(self, unit: str) -> psutil.Process | None:
+        try:
+            record = json.loads((self.run_dir / f"{unit}.json").read_text("utf-8"))
+            process = psutil.Process(int(record["pid"]))
+            if abs(process.create_time() - float(record["started"])) > 0.01:
+                return None
+            if process.status() == psutil.STATUS_ZOMBIE:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(process.pid, os.WNOHANG)
+                return None
+            return process
+        except (FileNotFoundError, ValueError, KeyError, TypeError, json.JSONDecodeError, psutil.Error):
+            return None
+

@@ -1,0 +1,63 @@
+"""The ``systemd`` service manager: systemctl on a real node (and in the image's containers).
+
+Every call has a timeout, so a hung systemd job can never hang the agent; failures come back as one-line
+``ServiceError``s with systemctl's own words.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from bootstrap_agent.plan import DesiredService
+from bootstrap_agent.services.base import ServiceError
+
+SYSTEMCTL_TIMEOUT = 120.0
+
+
+class SystemdManager:
+    name = "systemd"
+
+    def __init__(self, systemctl: str = "systemctl") -> None:
+        self.systemctl = systemctl
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        try:
+            result = subprocess.run(
+                [self.systemctl, *args], capture_output=True, text=True, timeout=SYSTEMCTL_TIMEOUT, check=False
+            )
+        except FileNotFoundError:
+            raise ServiceError("systemctl not found: use --service-manager process on machines without systemd") from None
+        except subprocess.TimeoutExpired:
+            raise ServiceError(f"systemctl {' '.join(args)}: no answer within {SYSTEMCTL_TIMEOUT:.0f} s") from None
+        if check and result.returncode != 0:
+            message = (result.stderr.strip() or result.stdout.strip() or f"exit {result.returncode}").splitlines()
+            raise ServiceError(f"systemctl {' '.join(args)}: {message[0]}")
+        return result
+
+    def daemon_reload(self) -> None:
+        self._run("daemon-reload")
+
+    def enable(self, service: DesiredService) -> None:
+        self._run("enable", "--quiet", f"{service.unit}.service")
+
+    def disable(self, unit: str) -> None:
+        self._run("disable", "--quiet", f"{unit}.service")
+
+    def start(self, service: DesiredService) -> None:
+        self._run("start", f"{service.unit}.service")
+
+    def restart(self, service: DesiredService) -> None:
+        self._run("restart", f"{service.unit}.service")
+
+    def reload(self, service: DesiredService) -> None:
+        self._run("reload-or-restart", f"{service.unit}.service")
+
+    def stop(self, unit: str) -> None:
+        self._run("stop", f"{unit}.service")
+
+    def is_active(self, unit: str) -> bool:
+        return self._run("is-active", "--quiet", f"{unit}.service", check=False).returncode == 0
+
+    def failure_reason(self, unit: str) -> str:
+        result = self._run("show", "--property=ActiveState,SubState,Result", f"{unit}.service", check=False)
+        return " ".join(result.stdout.split()) or "unknown"

@@ -1,0 +1,145 @@
+"""Shared fixtures: real nodes (network namespaces), metadata servers, nginx caches and ZooKeeper servers.
+
+Everything a fixture starts it also stops and removes, also when the test fails. Tests that need a
+``TestNode`` are skipped (with the reason) only when network namespaces cannot work here: not root, or no
+working ``ip netns``. ZooKeeper on loopback needs neither and is never skipped: a missing ZooKeeper is an
+error, because CI must not pass without the real thing.
+
+Factories (call them as often as the test needs; teardown is in reverse order):
+
+* ``test_node(*ips) -> TestNode``
+* ``metadata_server(node=None, *, bind="127.0.0.1", port=0, user_data=None, meta_data=None)``
+  ``-> MetadataServer``
+* ``nginx_cache(node, upstream) -> NginxCache``  (upstream: a ``MetadataServer`` or ``"host:port"``)
+* ``zookeeper_factory(node=None, *, address="127.0.0.1", port=None) -> ZooKeeperServer``
+
+Ready servers: ``zookeeper`` (fresh per test), ``zookeeper_module`` (one per test module).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from tests.support import netns
+from tests.support.metadata_server import MetadataServer
+from tests.support.netns import TestNode
+from tests.support.nginx_cache import NginxCache
+from tests.support.zookeeper import ZooKeeperServer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cleanup_stale() -> Iterator[None]:
+    """Remove namespaces left by crashed earlier runs (only theirs: live runs' namespaces stay)."""
+    if netns.netns_unavailable_reason() is None:
+        netns.cleanup_stale()
+    yield
+
+
+def _require_netns() -> None:
+    reason = netns.netns_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def test_node() -> Iterator[Callable[..., TestNode]]:
+    """Factory: ``test_node("10.77.0.10")`` → a started ``TestNode`` with that address on its ``lo``."""
+    _require_netns()
+    nodes: list[TestNode] = []
+
+    def make(*ips: str, **kw: Any) -> TestNode:
+        node = TestNode(*ips, **kw)
+        nodes.append(node)
+        return node.start()
+
+    yield make
+    errors: list[BaseException] = []
+    for node in reversed(nodes):
+        try:
+            node.close()
+        except Exception as exc:  # close the others anyway
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def metadata_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., MetadataServer]]:
+    """Factory: a started metadata server in ``node`` (or on the host's loopback when node is None)."""
+    servers: list[MetadataServer] = []
+
+    def make(
+        node: TestNode | None = None,
+        *,
+        bind: str = "127.0.0.1",
+        port: int = 0,
+        user_data: bytes | str | None = None,
+        meta_data: Mapping[str, Any] | None = None,
+    ) -> MetadataServer:
+        server = MetadataServer(node, bind=bind, port=port, workdir=tmp_path_factory.mktemp("metadata"))
+        servers.append(server)
+        if user_data is not None:
+            server.set_user_data(user_data)
+        if meta_data is not None:
+            server.set_meta_data(meta_data)
+        return server.start()
+
+    yield make
+    for server in reversed(servers):
+        server.close()
+
+
+@pytest.fixture
+def nginx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., NginxCache]]:
+    """Factory: ``nginx_cache(node, metadata)`` → a started nginx metadata cache, 127.0.0.1:80 in ``node``."""
+    caches: list[NginxCache] = []
+
+    def make(node: TestNode, upstream: MetadataServer | str, *, listen: str = "127.0.0.1:80") -> NginxCache:
+        cache = NginxCache(node, upstream, listen=listen, workdir=tmp_path_factory.mktemp("nginx"))
+        caches.append(cache)
+        return cache.start()
+
+    yield make
+    for cache in reversed(caches):
+        cache.close()
+
+
+@pytest.fixture
+def zookeeper_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ZooKeeperServer]]:
+    """Factory: a started standalone ZooKeeper, on a free loopback port or on ``address`` inside ``node``."""
+    servers: list[ZooKeeperServer] = []
+
+    def make(
+        node: TestNode | None = None, *, address: str = "127.0.0.1", port: int | None = None, **kw: Any
+    ) -> ZooKeeperServer:
+        workdir = tmp_path_factory.mktemp("zk")
+        server = ZooKeeperServer(node, address=address, port=port, workdir=workdir, **kw)
+        servers.append(server)
+        return server.start()
+
+    yield make
+    for server in reversed(servers):
+        server.close()
+
+
+@pytest.fixture
+def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperServer]:
+    """A fresh standalone ZooKeeper on loopback for this test (``zookeeper.hosts`` → ``127.0.0.1:PORT``)."""
+    server = ZooKeeperServer(workdir=tmp_path_factory.mktemp("zk"))
+    try:
+        yield server.start()
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def zookeeper_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperServer]:
+    """One standalone ZooKeeper shared by a test module (use distinct znode paths per test)."""
+    server = ZooKeeperServer(workdir=tmp_path_factory.mktemp("zk-module"))
+    try:
+        yield server.start()
+    finally:
+        server.close()

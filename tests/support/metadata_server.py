@@ -1,0 +1,269 @@
+"""A tiny OpenStack metadata service (stdlib only), and a helper to run it in tests.
+
+Run it as ``python tests/support/metadata_server.py --bind IP --port N --dir D``:
+
+* ``GET /openstack/latest/user_data``      → file ``D/user_data``      (404 when absent)
+* ``GET /openstack/latest/meta_data.json`` → file ``D/meta_data.json`` (404 when absent)
+* a file in ``D/<client ip>/`` wins over the one in ``D/``: one server answers each node by its source
+  address, as OTC's does (the local cloud runs one server for all nodes);
+* a file ``fail_status`` (in ``D/`` or ``D/<client ip>/``) holding e.g. ``503`` makes every answer that
+  status, to test the 5xx path without killing the server.
+
+Files are read on every request, so a test changes the answers by writing files (the helper writes them
+atomically, so a request never sees half a file). One JSON line per request goes to stderr; with
+``--port 0`` the first line says which port was bound. SIGTERM (or SIGINT) → clean exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:  # the script itself runs without the tests package on sys.path
+    from tests.support.netns import TestNode
+
+ROUTES: dict[str, tuple[str, str]] = {
+    "/openstack/latest/user_data": ("user_data", "application/octet-stream"),
+    "/openstack/latest/meta_data.json": ("meta_data.json", "application/json"),
+}
+FAIL_FILE = "fail_status"
+
+
+def _log(stream: IO[str], **fields: Any) -> None:
+    fields.setdefault("ts", round(time.time(), 3))
+    stream.write(json.dumps(fields, sort_keys=True) + "\n")
+    stream.flush()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "ba-metadata/1"
+    data_dir: Path = Path(".")
+
+    def _pick(self, filename: str) -> Path | None:
+        client_file = self.data_dir / self.client_address[0] / filename
+        if client_file.is_file():
+            return client_file
+        default = self.data_dir / filename
+        return default if default.is_file() else None
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        status, body, ctype, source = 404, b"not found\n", "text/plain", None
+        fail = self._pick(FAIL_FILE)
+        route = ROUTES.get(path)
+        try:
+            if fail is not None:
+                status, body, source = int(fail.read_text().strip()), b"failing on purpose\n", str(fail)
+            elif route is not None:
+                found = self._pick(route[0])
+                if found is not None:
+                    status, body, ctype, source = 200, found.read_bytes(), route[1], str(found)
+        except (OSError, ValueError) as exc:  # a file replaced mid-read, or a bad fail_status
+            status, body, ctype = 500, f"{exc}\n".encode(), "text/plain"
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        _log(sys.stderr, event="request", client=self.client_address[0], method="GET", path=path,
+             status=status, bytes=len(body), file=source)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the default access log: requests are logged as JSON in ``do_GET``."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bind", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=80)
+    parser.add_argument("--dir", required=True, type=Path)
+    args = parser.parse_args(argv)
+
+    handler = type("Handler", (_Handler,), {"data_dir": args.dir.resolve()})
+    httpd = ThreadingHTTPServer((args.bind, args.port), handler)
+    httpd.daemon_threads = True
+
+    def stop(signum: int, _frame: object) -> None:
+        # shutdown() waits for serve_forever() to return, so it must not run on the serving thread.
+        threading.Thread(target=httpd.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    _log(sys.stderr, event="listening", bind=args.bind, port=httpd.server_address[1], dir=str(args.dir))
+    try:
+        httpd.serve_forever(poll_interval=0.1)
+    finally:
+        httpd.server_close()
+    _log(sys.stderr, event="stopped")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The test helper
+# ---------------------------------------------------------------------------------------------------------
+class MetadataServer:
+    """Runs this script as a process, in a ``TestNode`` (or on the host's loopback when ``node`` is None).
+
+    ``port=0`` picks a free port on the first ``start()``; later starts reuse it, so an nginx configured
+    with ``upstream`` keeps pointing at the server across ``stop()``/``start()``.
+    """
+
+    def __init__(
+        self,
+        node: TestNode | None = None,
+        *,
+        bind: str = "127.0.0.1",
+        port: int = 0,
+        workdir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.node = node
+        self.bind = bind
+        self.port = port
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="ba-metadata-"))
+        self.data_dir = self.workdir / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.workdir / "metadata-server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __repr__(self) -> str:
+        return f"MetadataServer({self.bind}:{self.port}, node={self.node!r})"
+
+    # -- addresses ------------------------------------------------------------------------------------------
+    @property
+    def host(self) -> str:
+        """An address to reach the server at (``0.0.0.0`` binds are reached on 127.0.0.1)."""
+        return "127.0.0.1" if self.bind == "0.0.0.0" else self.bind
+
+    @property
+    def upstream(self) -> str:
+        """``host:port``, as nginx's ``proxy_pass`` wants it."""
+        if not self.port:
+            raise RuntimeError(f"{self} has no port yet: start() it first")
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. for ``--metadata-url``."""
+        return f"http://{self.upstream}"
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 10.0) -> MetadataServer:
+        if self.running:
+            return self
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        argv = [sys.executable, str(Path(__file__).resolve()), "--bind", self.bind, "--port", str(self.port),
+                "--dir", str(self.data_dir)]
+        with open(self.log_path, "ab") as log:
+            if self.node is not None:
+                self.proc = self.node.popen(argv, stdout=log, stderr=log)
+            else:
+                self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while True:
+            event = self._listening_event(offset)
+            if event is not None:
+                self.port = int(event["port"])
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self} exited with {self.proc.returncode}:\n{self.log_text()[-2000:]}")
+            if time.monotonic() >= deadline:
+                self.stop()
+                raise TimeoutError(f"{self} did not listen within {timeout} s:\n{self.log_text()[-2000:]}")
+            time.sleep(0.02)
+
+    def _listening_event(self, offset: int) -> dict[str, Any] | None:
+        with open(self.log_path, "rb") as log:
+            log.seek(offset)
+            for line in log.read().splitlines():
+                with contextlib.suppress(ValueError):
+                    event = json.loads(line)
+                    if isinstance(event, dict) and event.get("event") == "listening":
+                        return event
+        return None
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """SIGTERM, wait (then SIGKILL); return the exit code (0 on a clean stop), None if never started."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        return proc.returncode
+
+    def close(self) -> None:
+        """Stop, and remove the work dir when this object created it."""
+        self.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> MetadataServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- content --------------------------------------------------------------------------------------------
+    def _write(self, filename: str, data: bytes | None, client_ip: str | None) -> None:
+        folder = self.data_dir / client_ip if client_ip else self.data_dir
+        target = folder / filename
+        if data is None:
+            target.unlink(missing_ok=True)
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{filename}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+
+    def set_user_data(self, data: bytes | str | None, *, client_ip: str | None = None) -> None:
+        """Set (None: remove → 404) the user-data, for every client or for the one at ``client_ip``."""
+        self._write("user_data", data.encode() if isinstance(data, str) else data, client_ip)
+
+    def set_meta_data(self, data: Mapping[str, Any] | None, *, client_ip: str | None = None) -> None:
+        """Set (None: remove → 404) ``meta_data.json``."""
+        self._write("meta_data.json", None if data is None else json.dumps(data).encode(), client_ip)
+
+    def set_fail_status(self, status: int | None, *, client_ip: str | None = None) -> None:
+        """Answer every request with ``status`` (e.g. 503) until called with None."""
+        self._write(FAIL_FILE, None if status is None else f"{status}\n".encode(), client_ip)
+
+    # -- what happened --------------------------------------------------------------------------------------
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def requests(self) -> list[dict[str, Any]]:
+        """The logged requests, oldest first (JSON objects with client, path, status, bytes, file)."""
+        out: list[dict[str, Any]] = []
+        for line in self.log_text().splitlines():
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                if isinstance(event, dict) and event.get("event") == "request":
+                    out.append(event)
+        return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
