@@ -104,10 +104,16 @@ def parse_user_data(raw: bytes | str) -> Settings:
     if text.lstrip().startswith("#cloud-config"):
         raise InvalidInput("", "user-data is a cloud-config, not bootstrap-agent schema-1 JSON")
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise InvalidInput("", f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise InvalidInput("", "not valid user-data: nested too deeply") from None
     return validate(document)
+
+
+def _no_constant(name: str) -> None:
+    raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
 
 
 def validate(document: Any) -> Settings:

@@ -307,6 +307,7 @@ def test_mesos_refuses_missing_or_malformed_required_flags(
         ("resources", "cpus=2"),
         ("resources", "cpus:two"),
         ("resources", "cpus:-1"),
+        ("resources", "cpus:1_000"),
         ("resources", "cpus:2:3"),
         ("resources", "ports:[32000-31000]"),
         ("resources", "ports:[31000-32000"),
@@ -384,9 +385,7 @@ def s3_key_names(version: str) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("version", ["1.8", "2.9"])
-def test_alluxio_master_serves_info_and_hides_secrets(
-    standins: Standins, tmp_path: Path, version: str
-) -> None:
+def test_alluxio_master_serves_info_and_hides_secrets(standins: Standins, tmp_path: Path, version: str) -> None:
     ports = alluxio_ports(version, "master")
     access, secret = s3_key_names(version)
     props = base_props(version, "master", ports) | {access: "AKIDEXAMPLE", secret: SECRET}
@@ -547,9 +546,7 @@ def test_alluxio_worker_finds_ha_masters_without_a_hostname(
         ({"alluxio.worker.web.port": "99999"}, "alluxio.worker.web.port"),
     ],
 )
-def test_alluxio_refuses_bad_values(
-    standins: Standins, tmp_path: Path, props: dict[str, str], needle: str
-) -> None:
+def test_alluxio_refuses_bad_values(standins: Standins, tmp_path: Path, props: dict[str, str], needle: str) -> None:
     ports = alluxio_ports("2.9", "worker")
     conf = alluxio_conf(tmp_path, base_props("2.9", "worker", ports) | props)
     assert_refused(start_alluxio(standins, "worker", "2.9", conf), needle, ports=tuple(ports.values()))

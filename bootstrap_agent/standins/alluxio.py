@@ -83,11 +83,7 @@ def key_templates(version: str) -> tuple[re.Pattern[str], ...]:
     trailing one, which (as in Alluxio's own regexes for option keys) may be a dotted key.
     """
     alluxio_keys(version)  # the same version check and the same file as the names themselves
-    text = (
-        resources.files("bootstrap_agent")
-        .joinpath("data", "names", f"alluxio-{version}.txt")
-        .read_text("utf-8")
-    )
+    text = resources.files("bootstrap_agent").joinpath("data", "names", f"alluxio-{version}.txt").read_text("utf-8")
     patterns: list[re.Pattern[str]] = []
     for line in text.splitlines():
         match = _TEMPLATE_LINE_RE.match(line)
@@ -372,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         properties = parse_properties(text)
         for key in properties:
             if not is_known_key(version, key):
-                fail(label, f"unknown property {key}")
+                fail(label, f"unknown property {key if key.isprintable() else ascii(key)}")
         validate(role, version, properties)
     except ConfigError as exc:
         fail(label, str(exc))
@@ -381,11 +377,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rpc_port: int | None = None
     for purpose, (port, web) in resolve_ports(role, version, properties).items():
         if web:
-            server = http_server(program, host, port)
+            server = http_server(label, host, port)
             servers.append(server)
             web_server = server
         else:
-            servers.append(tcp_listener(program, host, port))
+            servers.append(tcp_listener(label, host, port))
             if purpose == "rpc":
                 rpc_port = servers[-1].server_address[1]
     web_server.routes = _routes(role, version, properties, rpc_port)

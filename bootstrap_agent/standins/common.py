@@ -131,9 +131,7 @@ def tcp_listener(program: str, host: str, port: int) -> socketserver.TCPServer:
     return _bind(program, host, port, lambda: cls((host, port), _CloseAtOnce))
 
 
-def _bind(
-    program: str, host: str, port: int, make: Callable[[], socketserver.TCPServer]
-) -> socketserver.TCPServer:
+def _bind(program: str, host: str, port: int, make: Callable[[], socketserver.TCPServer]) -> socketserver.TCPServer:
     try:
         return make()
     except OSError as exc:
@@ -164,9 +162,7 @@ def serve(servers: Iterable[socketserver.TCPServer], stop: threading.Event) -> i
     is handled at once and shutdown takes one poll interval rather than the default half second per server.
     """
     running = list(servers)
-    threads = [
-        threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True) for s in running
-    ]
+    threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True) for s in running]
     for thread in threads:
         thread.start()
     while not stop.wait(0.2):

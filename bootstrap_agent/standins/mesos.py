@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import socket
@@ -46,6 +45,7 @@ _ZK_RE = re.compile(
 )
 _HOST_PORT_RE = re.compile(rf"^(?:{_HOST_PORT})$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-/]+(?:\([^()]*\))?$")
+_NUMBER_RE = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 _RANGE_RE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
 
 
@@ -57,9 +57,7 @@ def _program(role: str) -> str:
     return f"mesos-{role}"
 
 
-def collect_flags(
-    role: MesosRole, version: str, environ: Mapping[str, str], argv: Sequence[str]
-) -> dict[str, str]:
+def collect_flags(role: MesosRole, version: str, environ: Mapping[str, str], argv: Sequence[str]) -> dict[str, str]:
     """Environment first, then the command line on top, as stout does; every name must be known."""
     known = mesos_flags(version, role)
     label = f"{_program(role)} {version}"
@@ -123,11 +121,10 @@ def _check_port(flag: str, value: str) -> int:
 
 
 def _parse_number(text: str) -> float | None:
-    try:
-        number = float(text)
-    except ValueError:
+    # Python's float() also takes "1_000", "inf" and "nan", which Mesos's numify does not.
+    if _NUMBER_RE.match(text) is None:
         return None
-    return number if math.isfinite(number) else None
+    return float(text)
 
 
 def _parse_ranges(flag: str, text: str) -> list[tuple[int, int]]:
@@ -347,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail(f"{program} {version}", str(exc))
     host = flags.get("ip", "0.0.0.0")
     port = int(flags.get("port", DEFAULT_PORTS[role]))
-    server = http_server(program, host, port)
+    server = http_server(f"{program} {version}", host, port)
     listen = listen_address(server)
     server.routes = _routes(role, version, flags, listen)
     log_event("standin_started", program=program, version=version, flags=masked_flags(flags), listen=[listen])

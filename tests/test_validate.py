@@ -1,0 +1,233 @@
+"""`bootstrap-agent validate`: every kind of bad user-data gets exit 2 and one line naming the field."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bootstrap_agent.errors import InvalidInput
+from bootstrap_agent.schema import parse_user_data, validate
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "bootstrap_agent" / "examples"
+
+
+def base() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((EXAMPLES / "agent.json").read_text())
+    return data
+
+
+def with_(path: str, value: Any) -> dict[str, Any]:
+    """A copy of the example with the dotted ``path`` set (``...`` deletes it)."""
+    data = copy.deepcopy(base())
+    node = data
+    *parents, last = path.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    if value is ...:
+        del node[last]
+    else:
+        node[last] = value
+    return data
+
+
+BAD: list[tuple[str, Any, str]] = [
+    # (field set, value, path the message must name)
+    ("schema", 2, "schema"),
+    ("schema", "1", "schema"),
+    ("schema", True, "schema"),
+    ("schema", ..., "schema"),
+    ("extra", 1, "extra"),
+    ("mesos.extra", 1, "mesos.extra"),
+    ("alluxio.blocksize", "4MB", "alluxio.blocksize"),
+    ("credentials.token", "x", "credentials.token"),
+    ("cluster", "Analytics", "cluster"),
+    ("cluster", "a" * 33, "cluster"),
+    ("cluster", "", "cluster"),
+    ("cluster", "ab_c", "cluster"),
+    ("cluster", 11, "cluster"),
+    ("role", "worker", "role"),
+    ("role", ..., "role"),
+    ("masters", [], "masters"),
+    ("masters", ["192.168.0.10", "192.168.0.11"], "masters"),
+    ("masters", ["192.168.0.10"] * 3, "masters[1]"),
+    ("masters", ["8.8.8.8"], "masters[0]"),
+    ("masters", ["127.0.0.1"], "masters[0]"),
+    ("masters", ["169.254.169.254"], "masters[0]"),
+    ("masters", ["192.168.0.010"], "masters[0]"),
+    ("masters", ["192.168.0"], "masters[0]"),
+    ("masters", ["fd00::1"], "masters[0]"),
+    ("masters", "192.168.0.10", "masters"),
+    ("masters", [10], "masters[0]"),
+    ("secret", "short", "secret"),
+    ("secret", "a-long-enough-secret\nwith-a-newline", "secret"),
+    ("secret", 1234567890123456789, "secret"),
+    ("mesos.version", "1.5", "mesos.version"),
+    ("mesos.version", 1.11, "mesos.version"),
+    ("mesos.containerizers", ["mesos", "lxc"], "mesos.containerizers[1]"),
+    ("mesos.containerizers", [], "mesos.containerizers"),
+    ("mesos.containerizers", ["docker", "docker"], "mesos.containerizers"),
+    ("mesos.containerizers", "docker", "mesos.containerizers"),
+    ("mesos.attributes", {"rack": "a;b"}, "mesos.attributes.rack"),
+    ("mesos.attributes", {"ra:ck": "a"}, "mesos.attributes.ra:ck"),
+    ("mesos.attributes", {"rack": "a\nb"}, "mesos.attributes.rack"),
+    ("mesos.attributes", {"rack": ["a"]}, "mesos.attributes.rack"),
+    ("mesos.attributes", ["rack"], "mesos.attributes"),
+    ("mesos.agent_flags", {"no_such_flag": "1"}, "mesos.agent_flags.no_such_flag"),
+    ("mesos.agent_flags", {"quorum": "2"}, "mesos.agent_flags.quorum"),  # a master flag
+    ("mesos.agent_flags", {"master": "zk://x/mesos"}, "mesos.agent_flags.master"),  # managed
+    ("mesos.agent_flags", {"docker_remove_delay": "5\nmins"}, "mesos.agent_flags.docker_remove_delay"),
+    ("mesos.agent_flags", {"docker_remove_delay": None}, "mesos.agent_flags.docker_remove_delay"),
+    ("mesos.master_flags", {"containerizers": "docker"}, "mesos.master_flags.containerizers"),
+    ("alluxio.version", "2.0", "alluxio.version"),
+    ("alluxio.block_size", "4 megabytes", "alluxio.block_size"),
+    ("alluxio.block_size", "0MB", "alluxio.block_size"),
+    ("alluxio.block_size", "-4MB", "alluxio.block_size"),
+    ("alluxio.block_size", True, "alluxio.block_size"),
+    ("alluxio.worker_ramdisk", "lots", "alluxio.worker_ramdisk"),
+    ("alluxio.worker_ramdisk", 0, "alluxio.worker_ramdisk"),
+    ("alluxio.root_ufs", "hdfs://nn/alluxio", "alluxio.root_ufs"),
+    ("alluxio.root_ufs", "s3://", "alluxio.root_ufs"),
+    ("alluxio.root_ufs", "s3://Bad_Bucket/x", "alluxio.root_ufs"),
+    ("alluxio.root_ufs", "/local/path", "alluxio.root_ufs"),
+    ("alluxio.root_ufs", ..., "alluxio.root_ufs"),
+    ("alluxio.s3_endpoint", "obs.eu-de.otc.t-systems.com", "alluxio.s3_endpoint"),
+    ("alluxio.s3_endpoint", "ftp://obs.example.com", "alluxio.s3_endpoint"),
+    ("alluxio.s3_endpoint", "https://", "alluxio.s3_endpoint"),
+    ("alluxio.s3_endpoint", "https://user:pw@obs.example.com", "alluxio.s3_endpoint"),
+    ("alluxio.s3_endpoint", "https://obs.example.com:99999", "alluxio.s3_endpoint"),
+    ("alluxio", "yes", "alluxio"),
+    ("credentials", ..., "credentials"),
+    ("credentials.source", "iam", "credentials.source"),
+    ("credentials.secret_access_key", ..., "credentials.secret_access_key"),
+    ("credentials.access_key_id", ..., "credentials.access_key_id"),
+    ("credentials.access_key_id", "", "credentials.access_key_id"),
+    ("credentials.secret_access_key", "has space in it", "credentials.secret_access_key"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "named"), BAD, ids=[f"{p}={v!r}"[:60] for p, v, _ in BAD])
+def test_bad_field_is_named(path: str, value: Any, named: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        validate(with_(path, value))
+    assert info.value.path == named
+    assert "\n" not in str(info.value)
+
+
+def test_combinations_that_cannot_work() -> None:
+    agency_18 = with_("alluxio.version", "1.8")
+    agency_18["credentials"] = {"source": "agency"}
+    with pytest.raises(InvalidInput, match="1.8") as info:
+        validate(agency_18)
+    assert info.value.path == "credentials.source"
+
+    keys_with_agency = with_("credentials.source", "agency")
+    with pytest.raises(InvalidInput) as info:
+        validate(keys_with_agency)
+    assert info.value.path == "credentials.access_key_id"
+
+    ha_18 = with_("alluxio.version", "1.8")
+    ha_18["masters"] = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    with pytest.raises(InvalidInput, match="shared journal") as info:
+        validate(ha_18)
+    assert info.value.path == "alluxio.version"
+
+
+def test_flags_are_checked_against_the_chosen_mesos_version() -> None:
+    # cgroups_enable_cfs exists in both; a 1.11-only flag is refused for 1.4.
+    from bootstrap_agent import names
+
+    only_111 = sorted(names.mesos_flags("1.11", "agent") - names.mesos_flags("1.4", "agent"))
+    assert only_111, "the lists should differ between 1.4 and 1.11"
+    flag = only_111[0]
+    newer = with_("mesos.agent_flags", {flag: "1"})
+    newer["mesos"]["version"] = "1.11"
+    validate(newer)
+    newer["mesos"]["version"] = "1.4"
+    with pytest.raises(InvalidInput, match=f"mesos-agent 1.4 has no flag --{flag}"):
+        validate(newer)
+
+
+def test_valid_documents() -> None:
+    settings = validate(base())
+    assert settings.role == "agent" and settings.masters == ("192.168.0.10",)
+    minimal = {"schema": 1, "cluster": "c1", "role": "master", "masters": ["10.1.2.3", "10.1.2.4", "10.1.2.5"],
+               "secret": "x" * 16}
+    settings = validate(minimal)
+    assert settings.alluxio is None and settings.mesos.version == "1.11"
+    assert validate(with_("alluxio.worker_ramdisk", "12GB")).alluxio.worker_ramdisk == 12 << 30  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"{", b"[1, 2]", b"null", b'"text"', b"\xff\xfe", b"#cloud-config\nruncmd: []\n", b"[" * 30000,
+     b"x" * 40000, b'{"schema": 1e999}', b'{"schema": NaN}'],
+    ids=["empty", "truncated", "list", "null", "string", "not-utf8", "cloud-config", "deep", "huge", "inf", "nan"],
+)
+def test_garbage_is_refused_without_traceback(raw: bytes) -> None:
+    with pytest.raises(InvalidInput):
+        parse_user_data(raw)
+
+
+def run_validate(tmp_path: Path, content: bytes) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "user-data"
+    path.write_bytes(content)
+    return subprocess.run([sys.executable, "-m", "bootstrap_agent.cli", "validate", str(path)],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_cli_exit_codes_and_one_line(tmp_path: Path) -> None:
+    ok = run_validate(tmp_path, json.dumps(base()).encode())
+    assert ok.returncode == 0, ok.stderr
+    assert "valid" in ok.stdout
+
+    bad = run_validate(tmp_path, json.dumps(with_("alluxio.block_size", "big")).encode())
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1 and "alluxio.block_size" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    assert base()["credentials"]["secret_access_key"] not in bad.stderr + bad.stdout
+
+    for garbage in (b"{" * 100000, b"[" * 30000, b"\x00\x01", b"[]"):
+        out = run_validate(tmp_path, garbage)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+
+    missing = subprocess.run([sys.executable, "-m", "bootstrap_agent.cli", "validate", str(tmp_path / "nope")],
+                             capture_output=True, text=True, timeout=30)
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+# --- no input whatsoever produces a traceback ----------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=12,
+)
+PATHS = sorted({p for p, _, _ in BAD} | {"mesos", "credentials", "masters"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(path=st.sampled_from(PATHS), value=json_values)
+def test_any_value_anywhere_is_valid_or_named(path: str, value: Any) -> None:
+    try:
+        validate(with_(path, value))
+    except InvalidInput as exc:
+        assert exc.path or exc.message
+        assert "\n" not in str(exc)
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()))
+def test_any_bytes_are_valid_or_refused(raw: bytes) -> None:
+    try:
+        parse_user_data(raw)
+    except InvalidInput:
+        pass
