@@ -66,4 +66,4 @@ def configure(level: str = "info") -> None:
 
 
 def get(name: str = "bootstrap-agent") -> Any:
-    return structlog.get_logger(logger=name)
+    return structlog.get_logger(name)

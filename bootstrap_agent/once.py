@@ -10,7 +10,6 @@ one it was last started with, left alone otherwise.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from bootstrap_agent.install import install
 from bootstrap_agent.metadata import Fetched, Retry, fetch_meta_data, fetch_user_data
 from bootstrap_agent.plan import DesiredService, Layout, Peers, Plan, plan
 from bootstrap_agent.schema import Settings, parse_user_data
-from bootstrap_agent.services.base import ServiceError, ServiceManager
+from bootstrap_agent.services.base import ServiceError, ServiceManager, listening_ports
 from bootstrap_agent.state import State
 
 
@@ -189,38 +188,38 @@ def _converge(service: DesiredService, manager: ServiceManager, recorded: str | 
 def wait_ready(
     services: Sequence[DesiredService], manager: ServiceManager, timeout: float, skip: set[str] | None = None
 ) -> dict[str, str]:
-    """unit -> "active", or "failed: <why>" for those not up (process and all ports) within ``timeout``."""
+    """unit -> "active", or "failed: <why>" for units whose own processes do not run and listen on all their
+    ports within ``timeout``."""
     pending = [s for s in services if s.unit not in (skip or set())]
     status: dict[str, str] = {}
     deadline = time.monotonic() + timeout
     while pending:
         still = []
         for service in pending:
-            if not manager.is_active(service.unit):
+            missing = _ports_missing(service, manager)
+            if missing is None:
                 status[service.unit] = f"failed: {manager.failure_reason(service.unit)}"
-            elif all(_port_open(host, port) for host, port in service.ports):
+            elif not missing:
                 status[service.unit] = "active"
+            elif time.monotonic() > deadline:
+                status[service.unit] = f"failed: not listening on {', '.join(missing)} after {timeout:.0f} s"
             else:
                 still.append(service)
-                continue
         pending = still
-        if not pending:
-            break
-        if time.monotonic() > deadline:
-            for service in pending:
-                closed = [f"{h}:{p}" for h, p in service.ports if not _port_open(h, p)]
-                status[service.unit] = f"failed: not listening on {', '.join(closed)} after {timeout:.0f} s"
-            break
-        time.sleep(0.05)
+        if pending:
+            time.sleep(0.05)
     return status
 
 
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+def _ports_missing(service: DesiredService, manager: ServiceManager) -> list[str] | None:
+    """The unit's ports its own processes do not listen on yet; ``None`` when the unit is not running."""
+    if not manager.is_active(service.unit):
+        return None
+    pid = manager.main_pid(service.unit)
+    owned = listening_ports(pid) if pid else None
+    if owned is None:
+        return None if pid else [f"{h}:{p}" for h, p in service.ports]
+    return [f"{h}:{p}" for h, p in service.ports if p not in owned]
 
 
 def _save_status(state: State, settings: Settings, ip: str, source: str, outcome: Outcome) -> None:

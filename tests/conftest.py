@@ -2,8 +2,9 @@
 
 Everything a fixture starts it also stops and removes, also when the test fails. Tests that need a
 ``TestNode`` are skipped (with the reason) only when network namespaces cannot work here: not root, or no
-working ``ip netns``. ZooKeeper on loopback needs neither and is never skipped: a missing ZooKeeper is an
-error, because CI must not pass without the real thing.
+working ``ip netns``; with ``BA_REQUIRE_NETNS=1`` (set by ``.ci/run``) that is a failure instead, so CI
+cannot pass by skipping them. ZooKeeper on loopback needs neither and is never skipped: a missing ZooKeeper
+is an error, because CI must not pass without the real thing.
 
 Factories (call them as often as the test needs; teardown is in reverse order):
 
@@ -13,11 +14,17 @@ Factories (call them as often as the test needs; teardown is in reverse order):
 * ``nginx_cache(node, upstream) -> NginxCache``  (upstream: a ``MetadataServer`` or ``"host:port"``)
 * ``zookeeper_factory(node=None, *, address="127.0.0.1", port=None) -> ZooKeeperServer``
 
-Ready servers: ``zookeeper`` (fresh per test), ``zookeeper_module`` (one per test module).
+Plain fixtures: ``zookeeper`` (fresh per test), ``zookeeper_module`` (one per test module), ``netns_required``
+(skip/fail as above, for tests that build ``TestNode`` themselves).
+
+Inside one node the metadata server sees the node's own *destination* address as the client (a request to
+``http://10.77.0.10:PORT`` comes from 10.77.0.10, one to 127.0.0.1 from 127.0.0.1), so per-client folders
+work there by choosing the URL.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -40,8 +47,17 @@ def cleanup_stale() -> Iterator[None]:
 
 def _require_netns() -> None:
     reason = netns.netns_unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
+    if reason is None:
+        return
+    if os.environ.get("BA_REQUIRE_NETNS") == "1":
+        pytest.fail(f"BA_REQUIRE_NETNS=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def netns_required() -> None:
+    """Skip (or, with BA_REQUIRE_NETNS=1, fail) when network namespaces cannot work here."""
+    _require_netns()
 
 
 @pytest.fixture

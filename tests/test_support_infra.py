@@ -113,6 +113,9 @@ def test_zookeeper_answers_ruok(zookeeper: ZooKeeperServer) -> None:
     assert zookeeper.four_letter("ruok") == "imok"
     assert zookeeper.hosts == f"127.0.0.1:{zookeeper.port}"
     assert "Mode: standalone" in zookeeper.four_letter("srvr")
+    port = zookeeper.port
+    assert zookeeper.restart().port == port  # same port and data: clients can reconnect
+    assert zookeeper.four_letter("ruok") == "imok"
 
 
 def test_zookeeper_inside_a_node_with_a_kazoo_client_started_there(
@@ -153,14 +156,16 @@ def test_node_addresses_exist_only_inside_the_node(test_node: Callable[..., Test
     assert f"{NODE_IP}/32" in out.stdout and "10.77.0.11/32" in out.stdout
 
 
+@pytest.mark.usefixtures("netns_required")
 def test_node_teardown_kills_everything_and_deletes_the_namespace() -> None:
-    if (reason := netns.netns_unavailable_reason()) is not None:
-        pytest.skip(reason)
     with TestNode(NODE_IP, term_timeout=1.0) as node:
         polite = node.popen(["sleep", "300"])
         stubborn = node.popen(["sh", "-c", "trap '' TERM; sleep 300 & wait"])  # ignores SIGTERM
         node.run(["sh", "-c", "sleep 300 >/dev/null 2>&1 &"])  # detached: not our child at all
-        assert len(node.pids()) >= 4
+        deadline = time.monotonic() + 5
+        while len(node.pids()) < 4 and time.monotonic() < deadline:  # sh forks its sleep a moment later
+            time.sleep(0.02)
+        assert len(node.pids()) >= 4, node.pids()
         name = node.name
         assert name in netns.list_namespaces()
     assert polite.poll() is not None and stubborn.poll() is not None
@@ -174,9 +179,8 @@ def test_node_teardown_kills_everything_and_deletes_the_namespace() -> None:
     assert failing.name not in netns.list_namespaces()
 
 
+@pytest.mark.usefixtures("netns_required")
 def test_cleanup_stale_removes_namespaces_of_dead_runs_only() -> None:
-    if (reason := netns.netns_unavailable_reason()) is not None:
-        pytest.skip(reason)
     dead = subprocess.Popen(["true"])
     dead.wait()
     stale = f"ba-{dead.pid}-999"

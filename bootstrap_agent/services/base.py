@@ -30,6 +30,33 @@ class ServiceManager(Protocol):
 
     def is_active(self, unit: str) -> bool: ...
 
+    def main_pid(self, unit: str) -> int | None:
+        """The unit's main process, to tell its listening sockets from anybody else's."""
+        ...
+
     def failure_reason(self, unit: str) -> str:
         """Why a unit is not active: the last words of its log, for the operator."""
         ...
+
+
+def listening_ports(pid: int) -> set[int] | None:
+    """TCP ports on which ``pid`` or one of its descendants listens; ``None`` if the process is gone.
+
+    A port that merely answers proves nothing: another program may hold it while the unit is failing to
+    bind. Readiness therefore asks whether the unit's own processes hold the socket.
+    """
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return None
+    ports: set[int] = set()
+    for process in processes:
+        try:
+            connections = process.net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        ports.update(c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN and c.laddr)
+    return ports

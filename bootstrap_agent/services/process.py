@@ -141,6 +141,10 @@ class ProcessManager:
     def is_active(self, unit: str) -> bool:
         return self._process(unit) is not None
 
+    def main_pid(self, unit: str) -> int | None:
+        process = self._process(unit)
+        return process.pid if process else None
+
     def failure_reason(self, unit: str) -> str:
         try:
             lines = (self.log_dir / f"{unit}.log").read_text("utf-8", errors="replace").splitlines()

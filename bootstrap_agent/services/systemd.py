@@ -56,7 +56,17 @@ class SystemdManager:
         self._run("stop", f"{unit}.service")
 
     def is_active(self, unit: str) -> bool:
-        return self._run("is-active", "--quiet", f"{unit}.service", check=False).returncode == 0
+        """Running or on its way up; readiness (its ports) is judged by the caller."""
+        state = self._run("is-active", f"{unit}.service", check=False).stdout.strip()
+        return state in ("active", "activating", "reloading")
+
+    def main_pid(self, unit: str) -> int | None:
+        result = self._run("show", "--property=MainPID", "--value", f"{unit}.service", check=False)
+        try:
+            pid = int(result.stdout.strip())
+        except ValueError:
+            return None
+        return pid or None
 
     def failure_reason(self, unit: str) -> str:
         result = self._run("show", "--property=ActiveState,SubState,Result", f"{unit}.service", check=False)

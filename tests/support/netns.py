@@ -96,7 +96,7 @@ def kill_namespace_processes(
     ``reap`` is called while waiting so the caller can collect its own children (else they stay zombies,
     which is harmless for the namespace but leaks ``Popen`` objects).
     """
-    _signal_all(namespace_pids(name), signal.SIGTERM)
+    termed: set[int] = set()
     deadline = time.monotonic() + term_timeout
     while True:
         if reap is not None:
@@ -106,8 +106,11 @@ def kill_namespace_processes(
             return []
         if time.monotonic() >= deadline:
             break
-        # Processes started while we waited (a supervisor restarting its child) get their TERM too.
-        _signal_all(left, signal.SIGTERM)
+        # One TERM each, also to processes started while we wait (a supervisor restarting its child); a
+        # second TERM could cut short a graceful shutdown that is under way.
+        new = [pid for pid in left if pid not in termed]
+        _signal_all(new, signal.SIGTERM)
+        termed.update(new)
         time.sleep(0.05)
     killed: list[int] = []
     kill_deadline = time.monotonic() + 5.0

@@ -1,0 +1,397 @@
+"""`bootstrap-agent once` on a node of its own: real nginx cache, real metadata server, real ZooKeeper.
+
+Each test node is a network namespace holding the node's private address and 169.254.169.254 (the metadata
+service, as on OTC), with nginx caching the user-data on 127.0.0.1:80 inside it, so the agent runs with its
+default URLs. Services run under ``--service-manager process`` below a temporary ``--root``; Mesos and Alluxio
+are the project's stand-ins, which refuse any flag or key their version does not know.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import socket
+import stat
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bootstrap_agent.plan import Layout
+from bootstrap_agent.services.process import ProcessManager
+from tests.support.metadata_server import MetadataServer
+from tests.support.netns import TestNode
+from tests.support.nginx_cache import NginxCache
+
+METADATA_IP = "169.254.169.254"
+MASTER_IP = "10.77.0.10"
+AGENT_IP = "10.77.0.21"
+SECRET = "cluster-secret-0123456789"
+S3_SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
+
+
+def user_data(role: str, **changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "schema": 1, "cluster": "eo-once", "role": role, "masters": [MASTER_IP], "secret": SECRET,
+        "mesos": {"version": "1.11", "containerizers": ["mesos"], "attributes": {"az": "eu-de-02"}},
+        "alluxio": {"version": "2.9", "root_ufs": "s3://eo-bucket/cache", "block_size": "4MB",
+                    "s3_endpoint": "https://obs.eu-de.otc.t-systems.com", "worker_ramdisk": "1GB"},
+        "credentials": {"source": "keys", "access_key_id": "AKIDEXAMPLE0001", "secret_access_key": S3_SECRET},
+    }
+    for dotted, value in changes.items():
+        node = data
+        *parents, last = dotted.split("__")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return data
+
+
+def meta_data(uuid: str, name: str) -> dict[str, Any]:
+    return {"uuid": uuid, "name": name, "hostname": f"{name}.novalocal", "availability_zone": "eu-de-02",
+            "project_id": "0123456789abcdef", "meta": {}}
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("event") == event]
+
+    def units(self, action: str) -> list[str]:
+        return [e["unit"] for e in self.named(f"unit_{action}")]
+
+
+class Node:
+    """One cloud node: its namespace, metadata service, nginx cache and root folder."""
+
+    def __init__(self, node: TestNode, metadata: MetadataServer, cache: NginxCache, root: Path, role: str) -> None:
+        self.ns, self.metadata, self.cache, self.root, self.role = node, metadata, cache, root, role
+        self.layout = Layout(str(root))
+        # What the image provides for the process manager's nginx (dashboards on masters).
+        nginx = root / "etc" / "nginx"
+        (nginx / "conf.d").mkdir(parents=True, exist_ok=True)
+        (nginx / "nginx.conf").write_text(
+            f"pid {root}/run/nginx.pid;\nerror_log {root}/var/log/nginx-error.log;\nuser root;\n"
+            "events { worker_connections 64; }\nhttp {\n"
+            + "".join(f"  {k}_temp_path {root}/var/lib/nginx/{k};\n" for k in ("client_body", "proxy", "fastcgi",
+                                                                                 "uwsgi", "scgi"))
+            + f"  access_log off;\n  include {nginx}/conf.d/*.conf;\n}}\n"
+        )
+        (root / "run").mkdir(exist_ok=True)
+        (root / "var" / "lib" / "nginx").mkdir(parents=True, exist_ok=True)
+        (root / "var" / "log").mkdir(parents=True, exist_ok=True)
+
+    def once(self, *extra: str, timeout: float = 120) -> Run:
+        argv = [sys.executable, "-m", "bootstrap_agent.cli", "once", "--root", str(self.root),
+                "--service-manager", "process", "--start-timeout", "40", *extra]
+        result = self.ns.run(argv, capture_output=True, text=True, timeout=timeout)
+        events = []
+        for line in result.stderr.splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+        run = Run(result.returncode, result.stdout, result.stderr, events)
+        assert SECRET not in result.stderr + result.stdout, "the cluster secret leaked into the output"
+        assert S3_SECRET not in result.stderr + result.stdout, "the S3 secret leaked into the output"
+        assert "Traceback" not in result.stderr, result.stderr
+        return run
+
+    def set_user_data(self, data: dict[str, Any] | bytes) -> None:
+        self.metadata.set_user_data(data if isinstance(data, bytes) else json.dumps(data).encode())
+        time.sleep(1.1)  # the cache keeps a fresh answer for 1 s (proxy_cache_valid 200 1s)
+
+    def pids(self) -> dict[str, int]:
+        run_dir = self.root / "run" / "bootstrap-agent" / "process"
+        return {p.stem: json.loads(p.read_text())["pid"] for p in run_dir.glob("*.json")}
+
+    def get(self, url: str) -> tuple[int, bytes]:
+        response = self.ns.http_get(url)
+        return response.status, response.body
+
+    def snapshot(self) -> dict[str, tuple[int, int, str]]:
+        """Every file the agent could touch: path -> (mtime, mode, sha256). Data that the running services
+        write themselves (ZooKeeper's transaction log, service logs, pid files) is left out."""
+        skip = ("var/lib/zookeeper/version-2", "var/log", "run", "var/lib/nginx")
+        result = {}
+        for path in sorted(self.root.rglob("*")):
+            rel = path.relative_to(self.root).as_posix()
+            if path.is_file() and not rel.startswith(skip):
+                st = path.stat()
+                result[rel] = (st.st_mtime_ns, stat.S_IMODE(st.st_mode), hashlib.sha256(path.read_bytes()).hexdigest())
+        return result
+
+    def close(self) -> None:
+        ProcessManager(self.layout).stop_all()
+
+
+@pytest.fixture
+def make_node(
+    test_node: Callable[..., TestNode], metadata_server: Callable[..., MetadataServer],
+    nginx_cache: Callable[..., NginxCache], tmp_path: Path,
+) -> Iterator[Callable[..., Node]]:
+    nodes: list[Node] = []
+
+    def make(role: str, data: dict[str, Any] | None = None, uuid: str = "uuid-0001") -> Node:
+        ip = MASTER_IP if role == "master" else AGENT_IP
+        ns = test_node(ip, METADATA_IP)
+        metadata = metadata_server(ns, bind=METADATA_IP, port=80,
+                                   user_data=json.dumps(data or user_data(role)).encode(),
+                                   meta_data=meta_data(uuid, f"eo-once-{role}"))
+        cache = nginx_cache(ns, metadata)
+        root = tmp_path / f"root-{role}-{len(nodes)}"
+        root.mkdir()
+        node = Node(ns, metadata, cache, root, role)
+        nodes.append(node)
+        return node
+
+    yield make
+    for node in nodes:
+        node.close()
+
+
+def zk_ruok(node: Node, ip: str) -> str:
+    def ask() -> str:
+        with socket.create_connection((ip, 2181), timeout=3) as sock:
+            sock.sendall(b"ruok")
+            return sock.recv(16).decode()
+    return node.ns.call(ask)
+
+
+# --- happy paths -------------------------------------------------------------------------------------------
+
+
+def test_master_configures_itself_and_runs_its_services(make_node: Callable[..., Node]) -> None:
+    node = make_node("master")
+    run = node.once()
+    assert run.returncode == 0, run.stderr
+    assert run.named("user_data_fetched")[0]["source"] == "cache"
+    assert set(run.units("started")) == {"zookeeper", "mesos-master", "alluxio-master", "alluxio-proxy", "nginx"}
+
+    assert zk_ruok(node, MASTER_IP) == "imok"  # the real ZooKeeper, from the rendered zoo.cfg
+    assert (node.root / "var/lib/zookeeper/myid").read_text() == "1\n"
+    status, body = node.get(f"http://{MASTER_IP}:5050/state")
+    state = json.loads(body)
+    assert status == 200 and state["flags"]["zk"] == f"zk://{MASTER_IP}:2181/mesos" and state["flags"]["quorum"] == "1"
+    status, body = node.get(f"http://{MASTER_IP}:19999/api/v1/master/info")
+    assert status == 200 and S3_SECRET not in body.decode()
+    status, body = node.get(f"http://{MASTER_IP}:8080/")
+    assert status == 200 and b"Cluster eo-once" in body
+
+    site = node.root / "opt/alluxio/conf/alluxio-site.properties"
+    assert stat.S_IMODE(site.stat().st_mode) == 0o600
+    saved = node.root / "var/lib/bootstrap-agent/user-data.json"
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    assert (node.root / "etc/hosts").read_text().splitlines()[-1] == f"{MASTER_IP}\teo-once-master"
+
+    status_run = node.ns.run([sys.executable, "-m", "bootstrap_agent.cli", "status", "--json", "--root",
+                              str(node.root)], capture_output=True, text=True, timeout=30)
+    assert status_run.returncode == 0
+    assert json.loads(status_run.stdout)["services"]["zookeeper"] == "active"
+
+
+def test_agent_configures_itself_and_runs_its_services(make_node: Callable[..., Node]) -> None:
+    node = make_node("agent")
+    run = node.once()
+    assert run.returncode == 0, run.stderr
+    assert set(run.units("started")) == {"mesos-agent", "alluxio-worker", "alluxio-proxy"}
+    state = json.loads(node.get(f"http://{AGENT_IP}:5051/state")[1])
+    assert state["flags"]["master"] == f"zk://{MASTER_IP}:2181/mesos"
+    assert state["attributes"] == {"az": "eu-de-02"}
+    assert state["resources"]["cpus"] == os.cpu_count()
+    status, body = node.get(f"http://{AGENT_IP}:30000/api/v1/worker/info")
+    assert status == 200
+    props = (node.root / "opt/alluxio/conf/alluxio-site.properties").read_text()
+    assert "alluxio.worker.ramdisk.size=1GB" in props and f"alluxio.worker.hostname={AGENT_IP}" in props
+
+
+# --- idempotence and minimal restarts ---------------------------------------------------------------------
+
+
+def test_second_run_writes_nothing_and_restarts_nothing(make_node: Callable[..., Node]) -> None:
+    node = make_node("master")
+    assert node.once().returncode == 0
+    before, pids = node.snapshot(), node.pids()
+    run = node.once()
+    assert run.returncode == 0, run.stderr
+    assert node.snapshot() == before
+    assert node.pids() == pids
+    assert not run.named("file_installed")
+    assert not (run.units("started") or run.units("restarted") or run.units("reloaded"))
+
+
+def test_changed_user_data_restarts_only_the_affected_units(make_node: Callable[..., Node]) -> None:
+    node = make_node("agent")
+    assert node.once().returncode == 0
+    pids = node.pids()
+
+    node.set_user_data(user_data("agent", mesos__attributes={"az": "eu-de-01"}))
+    run = node.once()
+    assert run.returncode == 0, run.stderr
+    assert run.units("restarted") == ["mesos-agent"]
+    assert [e["path"] for e in run.named("file_installed")] == ["/etc/default/mesos-agent"]
+    after = node.pids()
+    assert after["mesos-agent"] != pids["mesos-agent"]
+    assert after["alluxio-worker"] == pids["alluxio-worker"] and after["alluxio-proxy"] == pids["alluxio-proxy"]
+    assert json.loads(node.get(f"http://{AGENT_IP}:5051/state")[1])["attributes"] == {"az": "eu-de-01"}
+    assert (node.root / "etc/default/mesos-agent.bak").read_text().count("az:eu-de-02") == 1
+
+    node.set_user_data(user_data("agent", mesos__attributes={"az": "eu-de-01"}, alluxio__block_size="8MB"))
+    run = node.once()
+    assert run.returncode == 0, run.stderr
+    assert run.units("restarted") == ["alluxio-worker", "alluxio-proxy"]  # each once, in order
+    assert node.pids()["mesos-agent"] == after["mesos-agent"]
+    backup = node.root / "opt/alluxio/conf/alluxio-site.properties.bak"
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600  # the backup of a secret file is secret too
+
+
+def test_removed_alluxio_section_stops_alluxio(make_node: Callable[..., Node]) -> None:
+    node = make_node("agent")
+    assert node.once().returncode == 0
+    data = user_data("agent")
+    del data["alluxio"], data["credentials"]
+    node.set_user_data(data)
+    run = node.once()
+    assert run.returncode == 0, run.stderr
+    assert sorted(e["unit"] for e in run.named("unit_removed")) == ["alluxio-proxy", "alluxio-worker"]
+    assert set(node.pids()) == {"mesos-agent"}
+    assert not node.ns.port_open(AGENT_IP, 30000)
+
+
+# --- sources of user-data ------------------------------------------------------------------------------------
+
+
+def test_metadata_down_configures_from_nginx_stale_copy(make_node: Callable[..., Node]) -> None:
+    node = make_node("agent")
+    assert node.once().returncode == 0
+    node.set_user_data(user_data("agent", mesos__attributes={"az": "eu-de-03"}))
+    assert node.cache.get().status == 200  # the cache has seen the new user-data...
+    node.metadata.stop()  # ...and now the metadata service is gone
+    run = node.once()
+    assert run.returncode == 0, run.stderr
+    assert run.named("user_data_fetched")[0]["source"] == "cache"
+    assert run.named("meta_data_from_last_good")
+    assert "az:eu-de-03" in (node.root / "etc/default/mesos-agent").read_text()
+
+
+def test_nginx_down_too_configures_from_last_good_copy(make_node: Callable[..., Node]) -> None:
+    node = make_node("agent")
+    assert node.once().returncode == 0
+    pids = node.pids()
+    node.metadata.stop()
+    node.cache.stop()
+    started = time.monotonic()
+    run = node.once()
+    assert run.returncode == 0, run.stderr
+    assert time.monotonic() - started < 20, "fetching must be bounded"
+    assert run.named("user_data_from_last_good")
+    assert len(run.named("user_data_source_failed")) == 2
+    assert node.pids() == pids
+
+
+def test_nothing_at_all_on_a_fresh_node_is_a_clear_failure(make_node: Callable[..., Node]) -> None:
+    node = make_node("agent")
+    node.metadata.stop()
+    node.cache.stop()
+    image = node.snapshot()
+    run = node.once()
+    assert run.returncode == 1
+    assert "metadata unavailable" in run.stderr.splitlines()[-1]
+    assert node.snapshot() == image
+
+
+def test_first_boot_is_keyed_on_instance_uuid(make_node: Callable[..., Node]) -> None:
+    node = make_node("agent", uuid="uuid-old")
+    run = node.once()
+    assert run.returncode == 0 and run.named("first_boot")
+    assert not node.once().named("first_boot")
+
+    # An image of this node booted as a new instance: it first-boots, and never uses the old instance's copy.
+    node.metadata.set_meta_data(meta_data("uuid-new", "eo-once-agent"))
+    node.metadata.set_user_data(None)
+    node.cache.stop()
+    run = node.once()
+    assert run.returncode == 1
+    assert "no last good copy for this instance" in run.stderr
+    node.cache.start()
+    node.set_user_data(user_data("agent"))
+    run = node.once()
+    assert run.returncode == 0, run.stderr
+    assert run.named("first_boot")[0]["previous"] == "uuid-old"
+    assert (node.root / "var/lib/bootstrap-agent/instance-id").read_text().strip() == "uuid-new"
+
+
+# --- bad input changes nothing --------------------------------------------------------------------------------
+
+
+def test_invalid_user_data_exits_2_and_changes_nothing(make_node: Callable[..., Node]) -> None:
+    node = make_node("master")
+    assert node.once().returncode == 0
+    before, pids = node.snapshot(), node.pids()
+    bad = user_data("master", alluxio__block_size="four megabytes")
+    node.set_user_data(bad)
+    run = node.once()
+    assert run.returncode == 2
+    assert "alluxio.block_size" in run.stderr.splitlines()[-1]
+    assert run.named("user_data_invalid")[0]["field"] == "alluxio.block_size"
+    assert node.snapshot() == before
+    assert node.pids() == pids
+    assert zk_ruok(node, MASTER_IP) == "imok"
+
+
+def test_invalid_user_data_on_a_fresh_node_writes_nothing(make_node: Callable[..., Node]) -> None:
+    node = make_node("agent", data=user_data("agent", mesos__agent_flags={"no_such_flag": "1"}))
+    image = node.snapshot()
+    run = node.once()
+    assert run.returncode == 2
+    assert "mesos.agent_flags.no_such_flag" in run.stderr
+    assert node.snapshot() == image
+    assert node.pids() == {}
+
+
+def test_master_not_in_masters_is_an_input_error(make_node: Callable[..., Node]) -> None:
+    data = user_data("master", masters=["10.77.0.99"])
+    node = make_node("master", data=data)
+    image = node.snapshot()
+    run = node.once()
+    assert run.returncode == 2
+    assert "not in masters" in run.stderr
+    assert node.snapshot() == image
+
+
+def test_a_unit_that_does_not_come_up_is_named_and_exit_is_1(make_node: Callable[..., Node]) -> None:
+    node = make_node("agent")
+    blocker = node.ns.popen([sys.executable, "-c",
+                             "import socket,time; s=socket.socket(); s.bind(('" + AGENT_IP + "',5051)); s.listen();"
+                             "time.sleep(120)"])
+    node.ns.wait_port(AGENT_IP, 5051)
+    try:
+        run = node.once()
+    finally:
+        blocker.kill()
+        blocker.wait()
+    assert run.returncode == 1
+    failed = run.named("node_failed")[0]
+    assert failed["failed"] == ["mesos-agent"]
+    assert "mesos-agent" in run.stderr.splitlines()[-1]
+    status = json.loads((node.root / "var/lib/bootstrap-agent/status.json").read_text())
+    assert status["state"] == "failed" and status["services"]["alluxio-worker"] == "active"
+
+
+def test_copy_of_user_data_is_exactly_what_was_fetched(make_node: Callable[..., Node]) -> None:
+    data = copy.deepcopy(user_data("agent"))
+    node = make_node("agent", data=data)
+    assert node.once().returncode == 0
+    saved = json.loads((node.root / "var/lib/bootstrap-agent/user-data.json").read_text())
+    assert json.loads(saved["user_data"]) == data and saved["instance_uuid"] == "uuid-0001"
