@@ -211,7 +211,7 @@ def test_agent_configures_itself_and_runs_its_services(make_node: Callable[..., 
     assert state["attributes"] == {"az": "eu-de-02"}
     assert state["resources"]["cpus"] == os.cpu_count()
     status, body = node.get(f"http://{AGENT_IP}:30000/api/v1/worker/info")
-    assert status == 200
+    assert status == 200 and S3_SECRET not in body.decode()
     props = (node.root / "opt/alluxio/conf/alluxio-site.properties").read_text()
     assert "alluxio.worker.ramdisk.size=1GB" in props and f"alluxio.worker.hostname={AGENT_IP}" in props
 

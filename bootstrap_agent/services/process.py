@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -126,15 +127,11 @@ class ProcessManager:
     def stop(self, unit: str) -> None:
         process = self._process(unit)
         if process is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT)
-            except psutil.TimeoutExpired:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                with contextlib.suppress(psutil.Error):
-                    process.wait(STOP_TIMEOUT)
+                    os.killpg(process.pid, sig)
+                if _wait_dead(process, STOP_TIMEOUT):
+                    break
         with contextlib.suppress(FileNotFoundError):
             (self.run_dir / f"{unit}.json").unlink()
 
@@ -173,3 +170,18 @@ class ProcessManager:
         except (FileNotFoundError, ValueError, KeyError, TypeError, json.JSONDecodeError, psutil.Error):
             return None
 
+
+
+def _wait_dead(process: psutil.Process, timeout: float) -> bool:
+    """Wait until ``process`` is gone or a zombie (its new parent may reap it whenever it likes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(process.pid, os.WNOHANG)
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.02)
+    return False

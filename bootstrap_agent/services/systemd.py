@@ -26,7 +26,7 @@ class SystemdManager:
                 [self.systemctl, *args], capture_output=True, text=True, timeout=SYSTEMCTL_TIMEOUT, check=False
             )
         except FileNotFoundError:
-            raise ServiceError("systemctl not found: use --service-manager process on machines without systemd") from None
+            raise ServiceError("systemctl not found (no systemd? use --service-manager process)") from None
         except subprocess.TimeoutExpired:
             raise ServiceError(f"systemctl {' '.join(args)}: no answer within {SYSTEMCTL_TIMEOUT:.0f} s") from None
         if check and result.returncode != 0:
