@@ -159,15 +159,17 @@ def apply(
             log.error("unit_action_failed", unit=unit, error=str(exc))
     state.save_units(recorded)
 
+    waiting = time.monotonic()
     services = wait_ready(desired.services, manager, start_timeout, skip=set(failures))
+    waited = round(time.monotonic() - waiting, 3)
     for unit, reason in failures.items():
         services[unit] = f"failed: {reason}"
     failed = sorted(u for u, s in services.items() if s != "active")
     if failed or result.failed:
         reason = "; ".join([f"{u}: {services[u]}" for u in failed] + [f"{p}: {r}" for p, r in result.failed.items()])
-        log.error("node_failed", failed=failed, reason=reason)
+        log.error("node_failed", failed=failed, reason=reason, waited_s=waited)
         return Outcome(1, "failed", reason, services)
-    log.info("node_ready", services=sorted(services))
+    log.info("node_ready", services=sorted(services), waited_s=waited)
     return Outcome(0, "ready", "", services)
 
 

@@ -159,3 +159,6 @@ def zookeeper_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKe
         yield server.start()
     finally:
         server.close()
+
+
+from tests.support.node import make_node  # noqa: E402,F401  (fixture: a cloud node for `once`)

@@ -1,0 +1,130 @@
+"""Installing files like a careful operator, and `bootstrap-agent render`, on the real filesystem."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from bootstrap_agent.install import install
+from bootstrap_agent.plan import DesiredFile, Layout
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "bootstrap_agent" / "examples"
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_install_creates_backs_up_and_leaves_unchanged_files_alone(tmp_path: Path) -> None:
+    layout = Layout(str(tmp_path))
+    first = DesiredFile("/etc/app/app.conf", b"a=1\n", 0o640)
+    assert install([first], layout).changed == ["/etc/app/app.conf"]
+    target = tmp_path / "etc/app/app.conf"
+    assert target.read_bytes() == b"a=1\n" and mode(target) == 0o640
+    mtime = target.stat().st_mtime_ns
+
+    assert install([first], layout).changed == []
+    assert target.stat().st_mtime_ns == mtime
+
+    second = DesiredFile("/etc/app/app.conf", b"a=2\n", 0o640)
+    assert install([second], layout).changed == ["/etc/app/app.conf"]
+    assert target.read_bytes() == b"a=2\n"
+    assert (tmp_path / "etc/app/app.conf.bak").read_bytes() == b"a=1\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["app.conf", "app.conf.bak"]  # nothing staged left
+
+    # A mode change alone is a change too (a secret file that became world-readable gets fixed).
+    os.chmod(target, 0o644)
+    assert install([second], layout).changed == ["/etc/app/app.conf"]
+    assert mode(target) == 0o640
+
+
+def test_secret_file_is_never_visible_with_a_wider_mode(tmp_path: Path) -> None:
+    """Watch the folder while a 0600 file is installed: no name in it ever has other permissions."""
+    layout = Layout(str(tmp_path))
+    folder = tmp_path / "opt/alluxio/conf"
+    folder.mkdir(parents=True)
+    seen: set[int] = set()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            for entry in os.scandir(folder):
+                with contextlib.suppress(FileNotFoundError):
+                    seen.add(stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for i in range(200):
+            install([DesiredFile("/opt/alluxio/conf/site.properties", f"k={i}\n".encode() * 500, 0o600)], layout)
+    finally:
+        stop.set()
+        watcher.join()
+    assert seen == {0o600}
+
+
+def test_failed_check_keeps_the_old_file(tmp_path: Path) -> None:
+    layout = Layout(str(tmp_path))
+    good = DesiredFile("/etc/nginx/conf.d/dash.conf", b"server { listen 127.0.0.1:18080; }\n", 0o644, check="nginx")
+    assert install([good], layout).changed == ["/etc/nginx/conf.d/dash.conf"]
+    broken = DesiredFile("/etc/nginx/conf.d/dash.conf", b"server { listen 127.0.0.1:18080;\n", 0o644, check="nginx")
+    other = DesiredFile("/etc/other.conf", b"x\n")
+    result = install([broken, other], layout)
+    assert "nginx check failed" in result.failed["/etc/nginx/conf.d/dash.conf"]
+    assert result.changed == ["/etc/other.conf"]  # one bad file does not stop the others
+    target = tmp_path / "etc/nginx/conf.d/dash.conf"
+    assert target.read_bytes() == good.content
+    assert sorted(p.name for p in target.parent.iterdir()) == ["dash.conf"]
+
+
+def render(tmp_path: Path, role: str, out: Path, user_data: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bootstrap_agent.cli", "render",
+         "--user-data", str(user_data or EXAMPLES / f"{role}.json"), "--facts", str(EXAMPLES / f"facts-{role}.json"), "--out", str(out)],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_render_writes_what_once_would_install(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = render(tmp_path, "master", out)
+    assert result.returncode == 0, result.stderr
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == [
+        "etc/default/mesos-master", "etc/hosts", "etc/nginx/conf.d/bootstrap-agent-dashboard.conf",
+        "etc/zookeeper/conf/zoo.cfg", "opt/alluxio/conf/alluxio-site.properties", "services.json",
+        "var/lib/bootstrap-agent/www/index.html", "var/lib/zookeeper/myid",
+    ]
+    assert mode(out / "opt/alluxio/conf/alluxio-site.properties") == 0o600
+    assert "dataDir=/var/lib/zookeeper" in (out / "etc/zookeeper/conf/zoo.cfg").read_text()  # node paths, not DIR
+    services = json.loads((out / "services.json").read_text())
+    assert services["start"] == ["zookeeper", "mesos-master", "alluxio-master", "alluxio-proxy", "nginx"]
+    assert services["restart"] == []
+    secret = json.loads((EXAMPLES / "master.json").read_text())["credentials"]["secret_access_key"]
+    assert secret not in result.stderr + result.stdout
+
+    # Rendering a changed user-data into the same folder tells which units a node would restart.
+    changed = json.loads((EXAMPLES / "master.json").read_text())
+    changed["alluxio"]["block_size"] = "8MB"
+    path = tmp_path / "changed.json"
+    path.write_text(json.dumps(changed))
+    assert render(tmp_path, "master", out, path).returncode == 0
+    assert json.loads((out / "services.json").read_text())["restart"] == ["alluxio-master", "alluxio-proxy"]
+
+
+def test_render_refuses_invalid_input_and_writes_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    data = json.loads((EXAMPLES / "agent.json").read_text())
+    data["alluxio"]["worker_ramdisk"] = "64GB"  # the example agent has 32 GB
+    bad.write_text(json.dumps(data))
+    out = tmp_path / "out"
+    result = render(tmp_path, "agent", out, bad)
+    assert result.returncode == 2
+    assert "alluxio.worker_ramdisk" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
