@@ -86,7 +86,8 @@ def test_failed_check_keeps_the_old_file(tmp_path: Path) -> None:
 def render(tmp_path: Path, role: str, out: Path, user_data: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bootstrap_agent.cli", "render",
-         "--user-data", str(user_data or EXAMPLES / f"{role}.json"), "--facts", str(EXAMPLES / f"facts-{role}.json"), "--out", str(out)],
+         "--user-data", str(user_data or EXAMPLES / f"{role}.json"),
+         "--facts", str(EXAMPLES / f"facts-{role}.json"), "--out", str(out)],
         capture_output=True, text=True, timeout=60,
     )
 
