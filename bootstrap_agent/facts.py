@@ -12,7 +12,7 @@ import json
 import os
 import re
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,16 @@ HOSTNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
 @dataclass(frozen=True)
+class TemporaryCredentials:
+    """An ECS agency's temporary S3 keys (``/openstack/latest/securitykey``)."""
+
+    access: str
+    secret: str = field(repr=False)
+    token: str = field(repr=False)
+    expires_at: str = ""
+
+
+@dataclass(frozen=True)
 class Facts:
     ip: str
     hostname: str
@@ -32,9 +42,7 @@ class Facts:
     instance_uuid: str
     availability_zone: str | None = None
     instance_name: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    s3_credentials: TemporaryCredentials | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -119,7 +127,13 @@ def _short_name(hostname: str | None) -> str | None:
     return hostname.split(".", 1)[0] or None
 
 
-FACT_KEYS = frozenset({"ip", "hostname", "cpus", "memory", "instance_uuid", "availability_zone", "instance_name"})
+FACT_KEYS = frozenset({
+    "ip", "hostname", "cpus", "memory", "instance_uuid", "availability_zone", "instance_name", "s3_credentials",
+})
+
+
+def with_credentials(facts: Facts, credentials: TemporaryCredentials | None) -> Facts:
+    return replace(facts, s3_credentials=credentials)
 
 
 def load(path: str | os.PathLike[str]) -> Facts:
@@ -163,7 +177,15 @@ def from_json(data: Any) -> Facts:
         strings[key] = value
     if not HOSTNAME.match(strings["hostname"] or ""):
         raise InvalidInput("facts.hostname", f"{strings['hostname']!r} is not a host name (one DNS label)")
+    credentials = None
+    if "s3_credentials" in data:
+        raw = data["s3_credentials"]
+        if not isinstance(raw, dict) or not all(isinstance(raw.get(k), str) and raw[k] for k in ("access", "secret",
+                                                                                                   "token")):
+            raise InvalidInput("facts.s3_credentials", "expected {\"access\", \"secret\", \"token\"} strings")
+        credentials = TemporaryCredentials(raw["access"], raw["secret"], raw["token"], str(raw.get("expires_at", "")))
     return Facts(
+        s3_credentials=credentials,
         ip=ip,
         hostname=strings["hostname"] or "",
         cpus=cpus,

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from bootstrap_agent.errors import SourceUnavailable
+from bootstrap_agent.facts import TemporaryCredentials
 
 USER_DATA_PATH = "/openstack/latest/user_data"
 META_DATA_PATH = "/openstack/latest/meta_data.json"
+SECURITY_KEY_PATH = "/openstack/latest/securitykey"
 
 
 @dataclass(frozen=True)
@@ -83,3 +85,26 @@ def fetch_meta_data(metadata_url: str, retry: Retry) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SourceUnavailable(f"instance metadata at {url} is not a JSON object")
     return data
+
+
+def fetch_security_key(metadata_url: str, retry: Retry) -> TemporaryCredentials:
+    """The ECS agency's temporary AK/SK and token (valid one hour, renewed 10 minutes before expiry).
+
+    Asked of the metadata service directly, never through the nginx cache: these must not sit on disk in a
+    cache that anything on the node can read.
+    """
+    url = metadata_url.rstrip("/") + SECURITY_KEY_PATH
+    try:
+        data = json.loads(http_get(url, retry))
+        credential = data["credential"]
+        result = TemporaryCredentials(
+            str(credential["access"]), str(credential["secret"]), str(credential["securitytoken"]),
+            str(credential.get("expires_at", "")),
+        )
+    except OSError as exc:
+        raise SourceUnavailable(f"agency credentials unavailable (does the ECS have an agency?): {exc}") from None
+    except (ValueError, KeyError, TypeError):
+        raise SourceUnavailable(f"agency credentials at {url} are not the documented JSON") from None
+    if not (result.access and result.secret and result.token):
+        raise SourceUnavailable(f"agency credentials at {url} are empty")
+    return result

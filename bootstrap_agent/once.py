@@ -17,9 +17,9 @@ from typing import Any
 
 from bootstrap_agent import DEFAULT_METADATA_URL, DEFAULT_USER_DATA_URL, logs
 from bootstrap_agent.errors import InvalidInput, SourceUnavailable
-from bootstrap_agent.facts import InstanceMeta, gather
+from bootstrap_agent.facts import InstanceMeta, gather, with_credentials
 from bootstrap_agent.install import install
-from bootstrap_agent.metadata import Fetched, Retry, fetch_meta_data, fetch_user_data
+from bootstrap_agent.metadata import Fetched, Retry, fetch_meta_data, fetch_security_key, fetch_user_data
 from bootstrap_agent.plan import DesiredService, Layout, Peers, Plan, plan
 from bootstrap_agent.schema import Settings, parse_user_data
 from bootstrap_agent.services.base import ServiceError, ServiceManager, listening_ports
@@ -70,7 +70,14 @@ def run_once(options: Options, log: Any) -> Outcome:
     logs.register_secrets(*settings.secrets())
     try:
         facts = gather(meta, preferred_ips=settings.masters)
+        if settings.credentials and settings.credentials.source == "agency" and settings.alluxio:
+            keys = fetch_security_key(options.metadata_url, options.retry)
+            logs.register_secrets(keys.secret, keys.token)
+            facts = with_credentials(facts, keys)
         desired = plan(settings, facts, Peers(), layout)
+    except SourceUnavailable as exc:
+        log.error("agency_credentials_unavailable", error=str(exc))
+        return Outcome(1, "failed", str(exc))
     except InvalidInput as exc:
         log.error("plan_invalid", field=exc.path, error=exc.message)
         return Outcome(2, "invalid", f"cannot configure this node: {exc}")

@@ -23,6 +23,8 @@ ZOO_MYID = "/var/lib/zookeeper/myid"
 MESOS_MASTER_ENV = "/etc/default/mesos-master"
 MESOS_AGENT_ENV = "/etc/default/mesos-agent"
 ALLUXIO_SITE = "/opt/alluxio/conf/alluxio-site.properties"
+ALLUXIO_ENV = "/etc/default/alluxio"  # EnvironmentFile of the Alluxio units
+AWS_CREDENTIALS = "/var/lib/bootstrap-agent/aws/credentials"  # agency keys, rotated without restarts
 NGINX_DASHBOARD = "/etc/nginx/conf.d/bootstrap-agent-dashboard.conf"
 DASHBOARD_INDEX = "/var/lib/bootstrap-agent/www/index.html"
 ETC_HOSTS = "/etc/hosts"
@@ -165,12 +167,12 @@ def _master(
 
     if settings.alluxio is not None:
         files.append(_alluxio_site(settings, facts, layout, "master", None))
+        inputs = (ALLUXIO_SITE, *_agency_files(settings, facts, layout, files))
         version = settings.alluxio.version
         services.append(DesiredService(
-            "alluxio-master", (ALLUXIO_SITE,),
-            ((facts.ip, ALLUXIO_MASTER_RPC), (facts.ip, ALLUXIO_MASTER_WEB)), version,
+            "alluxio-master", inputs, ((facts.ip, ALLUXIO_MASTER_RPC), (facts.ip, ALLUXIO_MASTER_WEB)), version,
         ))
-        services.append(DesiredService("alluxio-proxy", (ALLUXIO_SITE,), ((facts.ip, ALLUXIO_PROXY_WEB),), version))
+        services.append(DesiredService("alluxio-proxy", inputs, ((facts.ip, ALLUXIO_PROXY_WEB),), version))
 
     www = layout.path(posixpath.dirname(DASHBOARD_INDEX))
     files.append(_text(DASHBOARD_INDEX, render(
@@ -244,11 +246,11 @@ def _agent(
     if settings.alluxio is not None:
         version = settings.alluxio.version
         files.append(_alluxio_site(settings, facts, layout, "worker", memory.ramdisk))
+        inputs = (ALLUXIO_SITE, *_agency_files(settings, facts, layout, files))
         services.append(DesiredService(
-            "alluxio-worker", (ALLUXIO_SITE,),
-            tuple((facts.ip, port) for port in ALLUXIO_WORKER_PORTS[version]), version,
+            "alluxio-worker", inputs, tuple((facts.ip, port) for port in ALLUXIO_WORKER_PORTS[version]), version,
         ))
-        services.append(DesiredService("alluxio-proxy", (ALLUXIO_SITE,), ((facts.ip, ALLUXIO_PROXY_WEB),), version))
+        services.append(DesiredService("alluxio-proxy", inputs, ((facts.ip, ALLUXIO_PROXY_WEB),), version))
 
 
 # --- shared pieces ---------------------------------------------------------------------------------------
@@ -311,6 +313,33 @@ def _alluxio_site(
         properties=sorted(props.items()),
     )
     return _text(ALLUXIO_SITE, content, mode=0o600 if secret else 0o644, secret=secret)
+
+
+def _agency_files(settings: Settings, facts: Facts, layout: Layout, files: list[DesiredFile]) -> tuple[str, ...]:
+    """With an ECS agency, Alluxio reads temporary keys from an AWS profile file instead of its properties.
+
+    No Alluxio property carries a session token, but the AWS SDK's default provider chain reads
+    ``aws_session_token`` from the profile file named by ``AWS_CREDENTIAL_PROFILES_FILE`` and re-reads that
+    file every few minutes. So the keys rotate (hourly, on OTC) by rewriting the file alone: it is not an input
+    of any unit, and a rotation restarts nothing. The EnvironmentFile naming it is an input.
+    """
+    if settings.credentials is None or settings.credentials.source != "agency":
+        return ()
+    keys = facts.s3_credentials
+    if keys is None:
+        raise InvalidInput("credentials.source", "'agency' needs the ECS agency's temporary keys, and none were given")
+    files.append(_text(
+        AWS_CREDENTIALS,
+        f"[default]\naws_access_key_id = {keys.access}\naws_secret_access_key = {keys.secret}\n"
+        f"aws_session_token = {keys.token}\n",
+        mode=0o600, secret=True,
+    ))
+    profile = layout.path(AWS_CREDENTIALS)
+    files.append(_text(ALLUXIO_ENV, render(
+        "alluxio.env.j2", cluster=settings.cluster,
+        variables=[("AWS_CREDENTIAL_PROFILES_FILE", profile), ("AWS_SHARED_CREDENTIALS_FILE", profile)],
+    )))
+    return (ALLUXIO_ENV,)
 
 
 def _hosts(facts: Facts) -> DesiredFile:

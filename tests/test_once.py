@@ -254,3 +254,32 @@ def test_copy_of_user_data_is_exactly_what_was_fetched(make_node: Callable[..., 
     assert node.once().returncode == 0
     saved = json.loads((node.root / "var/lib/bootstrap-agent/user-data.json").read_text())
     assert json.loads(saved["user_data"]) == data and saved["instance_uuid"] == "uuid-0001"
+
+
+def test_agency_credentials_come_from_the_metadata_service_and_rotate_without_restarts(
+    make_node: Callable[..., Node],
+) -> None:
+    data = user_data("agent")
+    data["credentials"] = {"source": "agency"}
+    node = make_node("agent", data=data)
+    node.metadata.set_security_key("TEMPAKID0001", "temporary-secret-0001", "temporary-token-0001")
+    run = node.once()
+    assert run.returncode == 0, run.stderr
+    profile = node.root / "var/lib/bootstrap-agent/aws/credentials"
+    assert stat.S_IMODE(profile.stat().st_mode) == 0o600
+    assert "aws_session_token = temporary-token-0001" in profile.read_text()
+    assert "temporary-secret-0001" not in run.stderr
+    pids = node.pids()
+
+    node.metadata.set_security_key("TEMPAKID0002", "temporary-secret-0002", "temporary-token-0002")
+    run = node.once()
+    assert run.returncode == 0, run.stderr
+    assert "temporary-token-0002" in profile.read_text()
+    assert not run.units("restarted") and node.pids() == pids
+    assert "temporary-secret-0002" not in run.stderr
+
+    node.metadata.set_security_key(None)  # the ECS lost its agency
+    before = node.snapshot()
+    run = node.once()
+    assert run.returncode == 1 and "agency credentials unavailable" in run.stderr.splitlines()[-1]
+    assert node.snapshot() == before and node.pids() == pids

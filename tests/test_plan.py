@@ -10,9 +10,11 @@ import pytest
 
 from bootstrap_agent import names
 from bootstrap_agent.errors import InvalidInput
-from bootstrap_agent.facts import Facts
+from bootstrap_agent.facts import Facts, TemporaryCredentials
 from bootstrap_agent.plan import (
+    ALLUXIO_ENV,
     ALLUXIO_SITE,
+    AWS_CREDENTIALS,
     MESOS_AGENT_ENV,
     MESOS_MASTER_ENV,
     ZOO_CFG,
@@ -45,8 +47,12 @@ def user_data(role: str = "agent", masters: int = 1, alluxio: str | None = "2.9"
     return data
 
 
-def facts(ip: str = "10.20.0.50", memory: int = 32 * GiB, cpus: int = 8) -> Facts:
-    return Facts(ip=ip, hostname="node-1", cpus=cpus, memory=memory, instance_uuid="uuid-1")
+AGENCY_KEYS = TemporaryCredentials("TEMPAK0001", "temp-secret-0001", "temp-token-0001", "2030-01-01T00:00:00Z")
+
+
+def facts(ip: str = "10.20.0.50", memory: int = 32 * GiB, cpus: int = 8,
+          keys: TemporaryCredentials | None = AGENCY_KEYS) -> Facts:
+    return Facts(ip=ip, hostname="node-1", cpus=cpus, memory=memory, instance_uuid="uuid-1", s3_credentials=keys)
 
 
 def text(p: Plan, path: str) -> str:
@@ -187,6 +193,29 @@ def test_awkward_values_round_trip_through_the_files() -> None:
     env = parse_environment_file(text(plan(validate(data), facts()), MESOS_AGENT_ENV))
     assert env["MESOS_ATTRIBUTES"] == 'team:eo "quoted" $HOME `cmd` back\\slash'
     assert properties_escape("a\\b é") == "a\\\\b \\u00e9"
+
+
+def test_agency_keys_go_to_a_profile_file_that_restarts_nothing() -> None:
+    data = user_data()
+    data["credentials"] = {"source": "agency"}
+    p = plan(validate(data), facts())
+    props = properties(p)
+    assert not [k for k in props if "accessKey" in k or "secretKey" in k]
+    assert p.file(ALLUXIO_SITE).mode == 0o644  # no key in it any more
+    keys = p.file(AWS_CREDENTIALS)
+    assert keys.mode == 0o600 and b"aws_session_token = temp-token-0001" in keys.content
+    env = parse_environment_file(text(p, ALLUXIO_ENV))
+    assert env["AWS_CREDENTIAL_PROFILES_FILE"] == AWS_CREDENTIALS
+    worker = next(s for s in p.services if s.unit == "alluxio-worker")
+    assert ALLUXIO_ENV in worker.inputs and AWS_CREDENTIALS not in worker.inputs
+
+    rotated = plan(validate(data), facts(keys=TemporaryCredentials("TEMPAK0002", "s2", "t2")))
+    assert rotated.file(AWS_CREDENTIALS).content != keys.content
+    assert rotated.inputs_digest(worker) == p.inputs_digest(worker)  # a rotation restarts nothing
+
+    with pytest.raises(InvalidInput) as info:
+        plan(validate(data), facts(keys=None))
+    assert info.value.path == "credentials.source"
 
 
 # --- only valid names, for every version and role --------------------------------------------------------------

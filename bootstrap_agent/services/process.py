@@ -26,6 +26,7 @@ import psutil
 
 from bootstrap_agent.install import write_atomic
 from bootstrap_agent.plan import (
+    ALLUXIO_ENV,
     ALLUXIO_SITE,
     MESOS_AGENT_ENV,
     MESOS_MASTER_ENV,
@@ -37,7 +38,6 @@ from bootstrap_agent.services.base import ServiceError
 from bootstrap_agent.services.envfile import parse_environment_file
 from bootstrap_agent.services.zookeeper_cmd import ZooKeeperNotInstalled, java_command
 
-ALLUXIO_ENV = "/etc/default/alluxio"
 STOP_TIMEOUT = 10.0
 
 

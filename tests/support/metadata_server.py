@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # the script itself runs without the tests package on sys.pat
 ROUTES: dict[str, tuple[str, str]] = {
     "/openstack/latest/user_data": ("user_data", "application/octet-stream"),
     "/openstack/latest/meta_data.json": ("meta_data.json", "application/json"),
+    "/openstack/latest/securitykey": ("securitykey", "application/json"),
 }
 FAIL_FILE = "fail_status"
 
@@ -245,6 +246,12 @@ class MetadataServer:
     def set_meta_data(self, data: Mapping[str, Any] | None, *, client_ip: str | None = None) -> None:
         """Set (None: remove → 404) ``meta_data.json``."""
         self._write("meta_data.json", None if data is None else json.dumps(data).encode(), client_ip)
+
+    def set_security_key(self, access: str | None, secret: str = "", token: str = "",
+                         expires_at: str = "2030-01-01T00:00:00.000000Z") -> None:
+        """The agency's temporary credentials, as OTC's ``/openstack/latest/securitykey`` answers (None: 404)."""
+        body = {"credential": {"access": access, "secret": secret, "securitytoken": token, "expires_at": expires_at}}
+        self._write("securitykey", None if access is None else json.dumps(body).encode(), None)
 
     def set_fail_status(self, status: int | None, *, client_ip: str | None = None) -> None:
         """Answer every request with ``status`` (e.g. 503) until called with None."""

@@ -107,7 +107,7 @@ class Node:
 
     def set_user_data(self, data: dict[str, Any] | bytes) -> None:
         self.metadata.set_user_data(data if isinstance(data, bytes) else json.dumps(data).encode())
-        time.sleep(1.1)  # the cache keeps a fresh answer for 1 s (proxy_cache_valid 200 1s)
+        time.sleep(2.1)  # "proxy_cache_valid 200 1s" counts whole seconds: an answer stays fresh up to 2 s
 
     def pids(self) -> dict[str, int]:
         run_dir = self.root / "run" / "bootstrap-agent" / "process"

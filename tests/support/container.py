@@ -1,0 +1,617 @@
+"""Real systemd as PID 1 in ``systemd-nspawn`` containers, for tests (see the local-cloud recipe).
+
+Two parts:
+
+* ``build_test_rootfs(extra_packages=()) -> Path``: a Debian bookworm rootfs made with ``debootstrap
+  --variant=minbase`` plus the recipe's one-time fixes, cached under
+  ``/var/cache/bootstrap-agent/test-rootfs/<sha256 of the recipe text>``. It is built into a temporary folder
+  beside the cache entry and renamed into place (atomic), under a file lock, so two pytest sessions never
+  build at once and nobody sees a half-built tree; an unchanged recipe is never rebuilt. The rootfs is used
+  read-only by every container (``--volatile=overlay``): never change a cache entry in place, change the
+  recipe (or ``extra_packages``) instead, which gives a new hash.
+* ``Container(rootfs, bind_ro=...)``: one booted container (context manager). It runs in cgroups of its own
+  (``/sys/fs/cgroup/{systemd,unified}/<name>``, as the recipe says: else the containers' units collide),
+  with ``--private-network`` (only ``lo``), and is controlled with ``nsenter -t <its systemd> -a ...``
+  because there is no host D-Bus (``machinectl``/``systemd-run -M`` do not work here).
+  ``stop()`` (also on exceptions, and at interpreter exit as a last resort) powers it off cleanly with
+  SIGTERM to ``systemd-nspawn``, SIGKILLs what is left after a bounded wait, and removes the cgroup folders.
+
+``python_binds()`` lists what to ``--bind-ro`` so that ``sys.executable`` (this interpreter, with all its
+packages) runs inside the container at the same path; ``PYTHONPATH`` must name the (bound) project folder.
+
+Containers are named ``ba-test-<pid of the creating process>-<n>``; ``cleanup_stale()`` removes the
+containers, cgroups and half-built rootfs folders of runs whose process is gone, and leaves live runs alone.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import hashlib
+import itertools
+import os
+import re
+import shlex
+import shutil
+import signal
+import site
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+CACHE_ROOT = Path("/var/cache/bootstrap-agent/test-rootfs")
+SUITE = "bookworm"
+INCLUDE = ("systemd", "systemd-sysv", "dbus", "iproute2", "libnss-myhostname", "python3")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_HIERARCHIES = ("systemd", "unified")  # name=systemd (v1) and the cgroup2 tree of this hybrid host
+NAME_PREFIX = "ba-test-"
+_NAME_RE = re.compile(r"^ba-test-(\d+)-(\d+)$")
+_BUILD_RE = re.compile(r"^\.build-[0-9a-f]+-(\d+)$")
+CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# The one-time fixes, run on the host with $ROOTFS set, after debootstrap. Part of the recipe text (hashed).
+FIXUPS = r"""
+set -eu
+# One machine id per container: empty here, systemd fills it from --uuid at boot.
+: > "$ROOTFS/etc/machine-id"
+mkdir -p "$ROOTFS/var/lib/dbus"
+ln -sfn /etc/machine-id "$ROOTFS/var/lib/dbus/machine-id"
+# /etc/hostname would override --hostname.
+rm -f "$ROOTFS/etc/hostname"
+printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$ROOTFS/etc/hosts"
+# Static, and no name server: containers have no route out; the own name comes from nss-myhostname.
+rm -f "$ROOTFS/etc/resolv.conf"
+printf '# static (test rootfs): no DNS in test containers\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n' \
+    > "$ROOTFS/etc/resolv.conf"
+grep -q '^hosts:.*myhostname' "$ROOTFS/etc/nsswitch.conf"
+chroot "$ROOTFS" systemctl enable --quiet systemd-networkd.service
+"""
+
+
+class ContainerError(RuntimeError):
+    """A rootfs could not be built, or a container could not boot or be controlled."""
+
+
+# -- the rootfs --------------------------------------------------------------------------------------------
+def debian_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
+    """The Debian mirror this machine's apt uses for ``bookworm`` (deb822 ``.sources`` or one-line ``.list``)."""
+    files = [sources_dir / "sources.list"]
+    listdir = sources_dir / "sources.list.d"
+    if listdir.is_dir():
+        files += sorted(p for p in listdir.iterdir() if p.suffix in (".list", ".sources"))
+    for path in files:
+        if not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        if path.suffix == ".sources":
+            for paragraph in re.split(r"\n\s*\n", text):
+                fields: dict[str, str] = {}
+                for line in paragraph.splitlines():
+                    if line.startswith("#") or ":" not in line:
+                        continue
+                    key, _, value = line.partition(":")
+                    fields[key.strip().lower()] = value.strip()
+                if (
+                    "deb" in fields.get("types", "").split()
+                    and SUITE in fields.get("suites", "").split()
+                    and fields.get("enabled", "yes").lower() != "no"
+                    and fields.get("uris")
+                ):
+                    return fields["uris"].split()[0]
+        else:
+            for line in text.splitlines():
+                words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
+                if len(words) >= 3 and words[0] == "deb" and words[2] == SUITE:
+                    return words[1]
+    raise ContainerError(f"no 'deb' source for {SUITE} in {sources_dir}/sources.list*: cannot debootstrap")
+
+
+def recipe_text(extra_packages: Sequence[str] = ()) -> str:
+    """Everything that defines the rootfs; its hash names the cache entry."""
+    lines = [
+        f"debootstrap --variant=minbase --include={','.join(INCLUDE)} {SUITE}",
+        FIXUPS.strip(),
+    ]
+    if extra_packages:
+        lines.append("chroot apt-get install --no-install-recommends " + " ".join(sorted(extra_packages)))
+    return "\n".join(lines) + "\n"
+
+
+def _mounts_below(path: Path) -> list[str]:
+    """Mount points at or below ``path`` in this mount namespace, deepest first."""
+    prefix = os.path.realpath(path)
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].encode().decode("unicode_escape")
+        if point == prefix or point.startswith(prefix + "/"):
+            points.append(point)
+    return sorted(points, key=len, reverse=True)
+
+
+def _remove_tree(path: Path) -> None:
+    """``rm -rf`` that first unmounts anything below ``path`` and refuses to delete through a mount."""
+    for point in _mounts_below(path):
+        subprocess.run(["umount", "-l", point], capture_output=True, timeout=30, check=False)
+    left = _mounts_below(path)
+    if left:
+        raise ContainerError(f"cannot remove {path}: still mounted: {left}")
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _run_logged(argv: Sequence[str], log: Path, timeout: float, env: dict[str, str] | None = None) -> None:
+    with log.open("ab") as out:
+        out.write(f"\n$ {shlex.join(argv)}\n".encode())
+        out.flush()
+        try:
+            proc = subprocess.run(
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout, env=env
+            )
+        except subprocess.TimeoutExpired:
+            raise ContainerError(f"{argv[0]}: no result within {timeout:.0f} s (log: {log})") from None
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace").splitlines()[-15:]
+        raise ContainerError(f"{shlex.join(argv)}: exit {proc.returncode} (log: {log}):\n" + "\n".join(tail))
+
+
+def _chroot_install(rootfs: Path, packages: Sequence[str], log: Path) -> None:
+    """``apt-get install`` in the chroot: no service starts (policy-rc.d), proc mounted only meanwhile."""
+    policy = rootfs / "usr/sbin/policy-rc.d"
+    resolv = rootfs / "etc/resolv.conf"
+    static_resolv = resolv.read_bytes()
+    policy.write_text("#!/bin/sh\n# test rootfs build: start no services\nexit 101\n")
+    policy.chmod(0o755)
+    shutil.copyfile("/etc/resolv.conf", resolv)  # the host's resolver, for apt, during the install only
+    proc = rootfs / "proc"
+    subprocess.run(["mount", "-t", "proc", "proc", str(proc)], check=True, capture_output=True, timeout=30)
+    try:
+        env = {"PATH": CONTAINER_PATH, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8"}
+        _run_logged(["chroot", str(rootfs), "apt-get", "update", "-o", "Acquire::Retries=3"], log, 600, env)
+        _run_logged(
+            ["chroot", str(rootfs), "apt-get", "install", "-y", "--no-install-recommends",
+             "-o", "Acquire::Retries=3", *packages],
+            log, 1200, env,
+        )
+        _run_logged(["chroot", str(rootfs), "apt-get", "clean"], log, 120, env)
+    finally:
+        subprocess.run(["umount", str(proc)], capture_output=True, timeout=30, check=False)
+        if _mounts_below(proc):
+            subprocess.run(["umount", "-l", str(proc)], capture_output=True, timeout=30, check=False)
+        policy.unlink(missing_ok=True)
+        resolv.write_bytes(static_resolv)
+
+
+def _build(target: Path, extra_packages: Sequence[str], log: Path) -> None:
+    _run_logged(
+        ["debootstrap", "--variant=minbase", f"--include={','.join(INCLUDE)}", SUITE, str(target), debian_mirror()],
+        log,
+        1200,
+    )
+    if _mounts_below(target):  # debootstrap unmounts its proc etc. on exit; make sure
+        raise ContainerError(f"debootstrap left mounts below {target}: {_mounts_below(target)}")
+    _run_logged(["sh", "-c", FIXUPS], log, 120, env={"PATH": CONTAINER_PATH, "ROOTFS": str(target)})
+    if extra_packages:
+        _chroot_install(target, sorted(extra_packages), log)
+
+
+@contextlib.contextmanager
+def _locked(path: Path, timeout: float) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ContainerError(f"{path} stayed locked for {timeout:.0f} s (another build?)") from None
+                time.sleep(0.5)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def build_test_rootfs(extra_packages: Sequence[str] = (), *, lock_timeout: float = 1800.0) -> Path:
+    """The cached test rootfs for this recipe; built (debootstrap, ~1 min, ~300 MB) only when missing."""
+    recipe = recipe_text(extra_packages)
+    digest = hashlib.sha256(recipe.encode()).hexdigest()[:16]
+    final = CACHE_ROOT / digest
+    if final.is_dir():
+        return final
+    with _locked(CACHE_ROOT / ".lock", lock_timeout):
+        if final.is_dir():  # built by another session while we waited
+            return final
+        _remove_stale_builds()
+        tmp = CACHE_ROOT / f".build-{digest}-{os.getpid()}"
+        log = CACHE_ROOT / f"{digest}.log"
+        log.write_text(f"# building the test rootfs {digest} from:\n{recipe}")
+        _remove_tree(tmp)
+        tmp.mkdir(parents=True)
+        try:
+            _build(tmp, extra_packages, log)
+            (CACHE_ROOT / f"{digest}.recipe").write_text(recipe)
+            os.rename(tmp, final)
+        except BaseException:
+            _remove_tree(tmp)
+            raise
+    return final
+
+
+def _remove_stale_builds() -> list[Path]:
+    removed = []
+    if CACHE_ROOT.is_dir():
+        for entry in CACHE_ROOT.iterdir():
+            match = _BUILD_RE.fullmatch(entry.name)
+            if match and not _pid_alive(int(match.group(1))):
+                _remove_tree(entry)
+                removed.append(entry)
+    return removed
+
+
+# -- running the host's Python inside ----------------------------------------------------------------------
+_SYSTEM_PREFIXES = {"/", "/usr", "/usr/local"}
+
+
+def python_binds() -> list[str]:
+    """Folders to ``--bind-ro`` at the same path so ``sys.executable`` with its packages runs inside.
+
+    A pyenv/venv/conda interpreter lives in a prefix of its own: bind that (and the base prefix of a venv).
+    Debian's own ``/usr/bin/python3`` is also in the container (same release, same version); then only the
+    host's site-packages folders are bound over the container's.
+    """
+    binds: list[str] = []
+    for prefix in dict.fromkeys(os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)):
+        if prefix not in _SYSTEM_PREFIXES:
+            binds.append(prefix)
+    if len(binds) < len({sys.prefix, sys.base_prefix}):
+        for folder in site.getsitepackages():
+            real = os.path.realpath(folder)
+            if os.path.isdir(real) and not any(real.startswith(b + "/") for b in binds):
+                binds.append(real)
+    return binds
+
+
+# -- containers --------------------------------------------------------------------------------------------
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _cgroup_pids(folder: Path) -> list[int]:
+    """Every process in ``folder`` and the cgroups below it."""
+    pids: list[int] = []
+    if not folder.is_dir():
+        return pids
+    for dirpath, _dirs, files in os.walk(folder):
+        if "cgroup.procs" in files:
+            with contextlib.suppress(OSError):
+                pids += [int(x) for x in Path(dirpath, "cgroup.procs").read_text().split()]
+    return pids
+
+
+def _remove_cgroup(folder: Path, timeout: float = 5.0) -> None:
+    """``rmdir`` the cgroup ``folder`` depth first; its processes must be gone (SIGKILLed if not)."""
+    if not folder.is_dir():
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = _cgroup_pids(folder)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        dirs = sorted((Path(d) for d, _s, _f in os.walk(folder)), key=lambda p: len(p.parts), reverse=True)
+        errors = []
+        for d in dirs:
+            try:
+                d.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                errors.append(f"{d}: {exc.strerror}")
+        if not folder.exists():
+            return
+        if time.monotonic() >= deadline:
+            raise ContainerError(f"cannot remove cgroup {folder}: {'; '.join(errors)}; pids {pids}")
+        time.sleep(0.05)
+
+
+_counter = itertools.count(1)
+_live: set[Container] = set()
+
+
+class Container:
+    """One ``systemd-nspawn --boot`` container from a read-only ``rootfs``; ``start()``/``stop()`` or ``with``.
+
+    ``bind_ro`` items are ``"PATH"`` (same path inside) or ``"SRC:DST"``, as for ``--bind-ro=``.
+    """
+
+    def __init__(
+        self,
+        rootfs: str | os.PathLike[str],
+        *,
+        bind_ro: Sequence[str | os.PathLike[str]] = (),
+        name: str | None = None,
+        boot_timeout: float = 60.0,
+        stop_timeout: float = 20.0,
+    ) -> None:
+        self.rootfs = Path(rootfs)
+        self.name = name or f"{NAME_PREFIX}{os.getpid()}-{next(_counter)}"
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", self.name):
+            raise ValueError(f"bad container name {self.name!r}")
+        self.bind_ro = [os.fspath(b) for b in bind_ro]
+        self.boot_timeout = boot_timeout
+        self.stop_timeout = stop_timeout
+        self.uuid = uuid.uuid4()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pid: int | None = None  #: the container's systemd (PID 1 inside), as seen from the host
+        self.boot_seconds: float | None = None
+        self.boot_state: str | None = None  #: ``systemctl is-system-running`` after boot
+        self._workdir = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
+        self.log_path = self._workdir / "nspawn.log"
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        return f"Container({self.name}, pid={self.pid})"
+
+    @property
+    def cgroups(self) -> list[Path]:
+        return [CGROUP_ROOT / h / self.name for h in CGROUP_HIERARCHIES]
+
+    def nspawn_argv(self) -> list[str]:
+        argv = [
+            "systemd-nspawn",
+            "-D", str(self.rootfs),
+            "--boot",
+            "--register=no",
+            "--keep-unit",
+            "--volatile=overlay",
+            "-M", self.name,
+            f"--hostname={self.name}",
+            f"--uuid={self.uuid}",
+            "--console=passive",
+            "--resolv-conf=off",
+            "--private-network",
+        ]
+        argv += [f"--bind-ro={b}" for b in self.bind_ro]
+        return argv
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    def start(self) -> Container:
+        if self.proc is not None:
+            return self
+        if self._stopped:
+            raise ContainerError(f"{self} was stopped")
+        _live.add(self)
+        started = time.monotonic()
+        try:
+            for cg in self.cgroups:
+                cg.mkdir()
+            # The shell moves itself into the container's own cgroups, then becomes systemd-nspawn.
+            script = "".join(f'echo $$ > "{cg}/cgroup.procs" && ' for cg in self.cgroups) + 'exec "$@"'
+            with self.log_path.open("wb") as log:
+                self.proc = subprocess.Popen(
+                    ["sh", "-c", script, "sh", *self.nspawn_argv()],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # a ^C to pytest reaches pytest, which then stops us cleanly
+                    env={"PATH": os.environ.get("PATH", CONTAINER_PATH), "LC_ALL": "C.UTF-8"},
+                )
+            self.pid = self._find_systemd(started + self.boot_timeout)
+            self.boot_state = self._wait_booted(started + self.boot_timeout)
+            self.boot_seconds = time.monotonic() - started
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _fail(self, what: str) -> ContainerError:
+        log = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        tail = "\n".join(log.splitlines()[-20:])
+        return ContainerError(f"{self.name}: {what}\n--- systemd-nspawn output:\n{tail}")
+
+    def _find_systemd(self, deadline: float) -> int:
+        """PID of the container's systemd: the child of systemd-nspawn named ``systemd``."""
+        assert self.proc is not None
+        while True:
+            if self.proc.poll() is not None:
+                raise self._fail(f"systemd-nspawn exited with {self.proc.returncode} during boot")
+            with contextlib.suppress(OSError):
+                children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+                for child in children:
+                    with contextlib.suppress(OSError):
+                        if Path(f"/proc/{child}/comm").read_text().strip() == "systemd":
+                            return int(child)
+            if time.monotonic() >= deadline:
+                raise self._fail(f"no systemd below systemd-nspawn within {self.boot_timeout} s")
+            time.sleep(0.02)
+
+    def _wait_booted(self, deadline: float) -> str:
+        """Poll ``is-system-running`` until boot is over (``running``; ``degraded`` is accepted, recorded)."""
+        state = ""
+        while True:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise self._fail(f"systemd-nspawn exited with {self.proc.returncode} during boot")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                failed = self.exec(["systemctl", "--failed", "--no-legend"], capture_output=True, text=True)
+                jobs = self.exec(["systemctl", "list-jobs", "--no-legend"], capture_output=True, text=True)
+                raise self._fail(
+                    f"boot not done within {self.boot_timeout} s (state {state!r}); "
+                    f"failed: {failed.stdout.strip()!r}; jobs: {jobs.stdout.strip()!r}"
+                )
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                result = self.exec(
+                    ["systemctl", "is-system-running", "--wait"],
+                    capture_output=True, text=True, timeout=max(0.5, min(left, 10.0)),
+                )
+                state = result.stdout.strip()
+                if state in ("running", "degraded"):
+                    return state
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Clean poweroff (SIGTERM to systemd-nspawn), bounded; SIGKILL what is left; remove the cgroups."""
+        if self._stopped:
+            return
+        self._stopped = True
+        errors: list[BaseException] = []
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=self.stop_timeout)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        self.proc.kill()
+                    self.proc.wait(timeout=10)
+        except BaseException as exc:
+            errors.append(exc)
+        for cg in reversed(self.cgroups):
+            try:
+                _remove_cgroup(cg)
+            except BaseException as exc:
+                errors.append(exc)
+        shutil.rmtree(self._workdir, ignore_errors=True)
+        _live.discard(self)
+        if errors:
+            raise errors[0]
+
+    close = stop
+
+    def __enter__(self) -> Container:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- running things inside ------------------------------------------------------------------------------
+    def exec_argv(self, argv: Sequence[str | os.PathLike[str]]) -> list[str]:
+        if self.pid is None or self._stopped:
+            raise ContainerError(f"{self} is not running")
+        return ["nsenter", "-t", str(self.pid), "-a", *(os.fspath(a) for a in argv)]
+
+    def exec(self, argv: Sequence[str | os.PathLike[str]], **kw: Any) -> subprocess.CompletedProcess[Any]:
+        """``subprocess.run`` inside the container (all its namespaces, its root, cwd ``/``).
+
+        Defaults: ``timeout`` 60 s, stdin from /dev/null (unless ``input`` is given) and a clean environment
+        (the host's ``PATH``, ``PYTHON*`` or proxies mean nothing inside); pass ``env`` to choose.
+        """
+        kw.setdefault("timeout", 60)
+        if "input" not in kw:
+            kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("env", {"PATH": CONTAINER_PATH, "LANG": "C.UTF-8", "HOME": "/root"})
+        return subprocess.run(self.exec_argv(argv), **kw)
+
+    def write_file(self, path: str, text: str | bytes, mode: int = 0o644) -> None:
+        """Write ``path`` inside the container atomically (temp file + rename), creating parent folders."""
+        data = text.encode() if isinstance(text, str) else text
+        script = (
+            'set -e; mkdir -p "$(dirname "$1")"; t="$1.ba-tmp.$$"; umask 077; cat > "$t"; '
+            'chmod "$2" "$t"; mv -f "$t" "$1"'
+        )
+        result = self.exec(["sh", "-c", script, "sh", path, f"{mode:o}"], input=data, capture_output=True)
+        if result.returncode != 0:
+            raise ContainerError(f"write {path} in {self.name}: {result.stderr.decode(errors='replace').strip()}")
+
+    def read_file(self, path: str) -> str:
+        result = self.exec(["cat", path], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise ContainerError(f"read {path} in {self.name}: {result.stderr.strip()}")
+        return str(result.stdout)
+
+    def systemctl(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        result: subprocess.CompletedProcess[str] = self.exec(
+            ["systemctl", *args], capture_output=True, text=True, check=check
+        )
+        return result
+
+    def journal(self, unit: str, lines: int = 50) -> str:
+        result = self.exec(
+            ["journalctl", "--no-pager", "-n", str(lines), "-u", unit], capture_output=True, text=True
+        )
+        return str(result.stdout)
+
+
+def unavailable_reason() -> str | None:
+    """Why containers cannot run here (not root, a tool or the cgroup hierarchies missing), or None."""
+    if os.geteuid() != 0:
+        return "systemd-nspawn containers need root"
+    missing = [tool for tool in ("systemd-nspawn", "debootstrap", "nsenter", "chroot") if shutil.which(tool) is None]
+    if missing:
+        return f"missing {', '.join(missing)} (apt-get install systemd-container debootstrap)"
+    for hierarchy in CGROUP_HIERARCHIES:
+        if not (CGROUP_ROOT / hierarchy / "cgroup.procs").is_file():
+            return f"no cgroup hierarchy at {CGROUP_ROOT / hierarchy}"
+    return None
+
+
+def cleanup_stale() -> list[str]:
+    """Stop and remove ``ba-test-<pid>-<n>`` containers (and cgroups) whose creating process is gone.
+
+    Also removes half-built rootfs folders of dead builds (the lock tells whether a build is running).
+    """
+    removed: list[str] = []
+    names: set[str] = set()
+    for hierarchy in CGROUP_HIERARCHIES:
+        folder = CGROUP_ROOT / hierarchy
+        if folder.is_dir():
+            names.update(p.name for p in folder.iterdir() if p.is_dir() and _NAME_RE.fullmatch(p.name))
+    for name in sorted(names):
+        match = _NAME_RE.fullmatch(name)
+        assert match is not None
+        if int(match.group(1)) == os.getpid() or _pid_alive(int(match.group(1))):
+            continue
+        cgroups = [CGROUP_ROOT / h / name for h in CGROUP_HIERARCHIES]
+        # A clean poweroff first (SIGTERM to systemd-nspawn), then whatever is left is killed.
+        pids = set().union(*(_cgroup_pids(cg) for cg in cgroups))
+        nspawn = [p for p in pids if _comm(p) == "systemd-nspawn"]
+        for pid in nspawn:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while any(_pid_alive(p) for p in nspawn) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for cg in reversed(cgroups):
+            _remove_cgroup(cg)
+        removed.append(name)
+    if CACHE_ROOT.is_dir():
+        with contextlib.suppress(ContainerError), _locked(CACHE_ROOT / ".lock", 0.0):  # busy: a build runs
+            removed += [p.name for p in _remove_stale_builds()]
+    return removed
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    """Last resort (e.g. KeyboardInterrupt past the fixtures): no container outlives the process."""
+    for container in list(_live):
+        with contextlib.suppress(Exception):
+            container.stop()
