@@ -104,6 +104,9 @@ def cmd_once(args: argparse.Namespace) -> int:
         outcome = run_once(options, log)
     except AgentError as exc:
         return _fail(str(exc), exc.exit_code)
+    except Exception as exc:  # a bug or an unexpected OS error: say so in one line, keep the details in the log
+        log.exception("pass_crashed", error=str(exc))
+        return _fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_FAILED)
     if outcome.exit_code:
         _fail(outcome.reason, outcome.exit_code)
     return outcome.exit_code

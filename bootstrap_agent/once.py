@@ -181,10 +181,12 @@ def apply(
 
 
 def _converge(service: DesiredService, manager: ServiceManager, recorded: str | None, digest: str) -> str | None:
-    manager.enable(service)
     if not manager.is_active(service.unit):
+        manager.enable(service)
         manager.start(service)
         return "started"
+    if recorded is None:
+        manager.enable(service)  # running, but not started by us: make sure it comes back after a reboot
     if recorded != digest:
         if service.reload:
             manager.reload(service)

@@ -182,9 +182,8 @@ def _master(
         "nginx-dashboard.conf.j2", cluster=settings.cluster, ip=facts.ip, port=DASHBOARD_PORT, www_dir=www,
         alluxio=settings.alluxio is not None,
     ), check="nginx"))
-    services.append(DesiredService(
-        "nginx", (NGINX_DASHBOARD, DASHBOARD_INDEX), ((facts.ip, DASHBOARD_PORT),), reload=True
-    ))
+    # index.html is served as a file: a new landing page needs no reload.
+    services.append(DesiredService("nginx", (NGINX_DASHBOARD,), ((facts.ip, DASHBOARD_PORT),), reload=True))
 
 
 # --- agents ----------------------------------------------------------------------------------------------

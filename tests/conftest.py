@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import netns
+from tests.support import container, netns
 from tests.support.metadata_server import MetadataServer
 from tests.support.netns import TestNode
 from tests.support.nginx_cache import NginxCache
@@ -162,3 +162,36 @@ def zookeeper_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKe
 
 
 from tests.support.node import make_node  # noqa: E402,F401  (fixture: a cloud node for `once`)
+
+
+# -- systemd in systemd-nspawn containers (tests/support/container.py) -------------------------------------
+_containers_cleaned: list[bool] = []
+
+
+def _require_containers() -> None:
+    reason = container.unavailable_reason()
+    if reason is None:
+        return
+    if os.environ.get("BA_REQUIRE_NETNS") == "1":
+        pytest.fail(f"BA_REQUIRE_NETNS=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def systemd_container() -> Iterator[container.Container]:
+    """One booted ``tests.support.container.Container`` per test module: real systemd as PID 1.
+
+    Read-only binds: the project folder and this Python installation (``container.python([...],
+    pythonpath=[PROJECT_DIR])`` runs ``sys.executable`` inside). ``--private-network``: only ``lo``.
+    Skipped when not root or systemd-nspawn/debootstrap are missing (a failure with ``BA_REQUIRE_NETNS=1``).
+    The first use builds the cached rootfs (~1 min); the container is powered off and its cgroups removed
+    after the module, also when a test failed.
+    """
+    _require_containers()
+    if not _containers_cleaned:
+        container.cleanup_stale()
+        _containers_cleaned.append(True)
+    rootfs = container.build_test_rootfs()
+    project_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with container.Container(rootfs, bind_ro=[*container.python_binds(), project_dir]) as booted:
+        yield booted

@@ -259,3 +259,14 @@ def test_templates_emit_only_names_the_version_knows(
         assert alluxio_keys, "an alluxio section must render alluxio-site.properties"
         assert alluxio_keys <= names.alluxio_keys(alluxio), alluxio_keys - names.alluxio_keys(alluxio)
     assert (master or agent), "every role renders Mesos flags"
+
+
+def test_templates_refuse_undefined_values() -> None:
+    import jinja2
+
+    from bootstrap_agent.templates import environment, render
+
+    with pytest.raises(jinja2.UndefinedError):
+        environment().from_string("dataDir={{ data_dir }}\n").render()
+    with pytest.raises(jinja2.UndefinedError):
+        render("zoo.cfg.j2", cluster="c")  # a template rendered without one of its values fails, never writes ""

@@ -524,6 +524,20 @@ class Container:
         kw.setdefault("env", {"PATH": CONTAINER_PATH, "LANG": "C.UTF-8", "HOME": "/root"})
         return subprocess.run(self.exec_argv(argv), **kw)
 
+    def python(
+        self, args: Sequence[str], *, pythonpath: Sequence[str | os.PathLike[str]] = (), **kw: Any
+    ) -> subprocess.CompletedProcess[Any]:
+        """Run this very interpreter (``sys.executable``) inside; it must be bound in (``python_binds()``).
+
+        ``pythonpath`` folders (bound in too) go to ``PYTHONPATH``; no ``.pyc`` is written (the binds are
+        read-only). Other ``kw`` as for ``exec``.
+        """
+        env = {"PATH": CONTAINER_PATH, "LANG": "C.UTF-8", "HOME": "/root", "PYTHONDONTWRITEBYTECODE": "1"}
+        if pythonpath:
+            env["PYTHONPATH"] = os.pathsep.join(os.fspath(p) for p in pythonpath)
+        env.update(kw.pop("env", {}))
+        return self.exec([sys.executable, *args], env=env, **kw)
+
     def write_file(self, path: str, text: str | bytes, mode: int = 0o644) -> None:
         """Write ``path`` inside the container atomically (temp file + rename), creating parent folders."""
         data = text.encode() if isinstance(text, str) else text
