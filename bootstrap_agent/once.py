@@ -11,17 +11,18 @@ one it was last started with, left alone otherwise.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 from bootstrap_agent import DEFAULT_METADATA_URL, DEFAULT_USER_DATA_URL, logs
 from bootstrap_agent.errors import InvalidInput, SourceUnavailable
-from bootstrap_agent.facts import InstanceMeta, gather, with_credentials
+from bootstrap_agent.facts import Facts, InstanceMeta, gather, with_credentials
 from bootstrap_agent.install import install
 from bootstrap_agent.metadata import Fetched, Retry, fetch_meta_data, fetch_security_key, fetch_user_data
 from bootstrap_agent.plan import DesiredService, Layout, Peers, Plan, plan
-from bootstrap_agent.schema import Settings, parse_user_data
+from bootstrap_agent.schema import Settings, decode_user_data, validate
 from bootstrap_agent.services.base import ServiceError, ServiceManager, listening_ports
 from bootstrap_agent.state import State
 
@@ -54,46 +55,77 @@ def make_manager(name: str, layout: Layout) -> ServiceManager:
     return SystemdManager()
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a pass reads from outside, fetched and validated before anything is written."""
+
+    meta: InstanceMeta
+    meta_raw: dict[str, Any]
+    fetched: Fetched
+    document: Any  # the decoded user-data, to which run-time overrides apply
+    settings: Settings
+
+
+def read_inputs(options: Options, state: State, log: Any) -> Inputs:
+    """Metadata and user-data, each from the first source that answers; raises, never writes."""
+    meta, meta_raw = _instance_meta(options, state, log)
+    fetched = _user_data(options, state, meta, log)
+    document = decode_user_data(fetched.body)
+    settings = validate(document)
+    logs.register_secrets(*settings.secrets())
+    return Inputs(meta, meta_raw, fetched, document, settings)
+
+
+def node_facts(options: Options, settings: Settings, meta: InstanceMeta, log: Any) -> Facts:
+    """This machine's facts, plus the agency's temporary keys when the cluster uses them."""
+    facts = gather(meta, preferred_ips=settings.masters)
+    if settings.credentials and settings.credentials.source == "agency" and settings.alluxio:
+        keys = fetch_security_key(options.metadata_url, options.retry)
+        logs.register_secrets(keys.secret, keys.token)
+        facts = with_credentials(facts, keys)
+    return facts
+
+
+def commit_inputs(state: State, inputs: Inputs, log: Any) -> None:
+    """The first writes of a pass: forget another instance's state, keep the good inputs for next time."""
+    if state.is_first_boot(inputs.meta.uuid):
+        log.info("first_boot", instance_uuid=inputs.meta.uuid, previous=state.instance_uuid())
+        state.begin_instance(inputs.meta.uuid)
+    state.save_meta_data(inputs.meta_raw)
+    if inputs.fetched.source != "last-good":
+        state.save_user_data(inputs.meta.uuid, inputs.fetched.body, inputs.fetched.source)
+
+
+def refused(exc: InvalidInput | SourceUnavailable, stage: str, log: Any) -> Outcome:
+    """The outcome of a pass that stopped before writing anything, logged with a stable event name."""
+    if isinstance(exc, InvalidInput):
+        event = "user_data_invalid" if stage == "inputs" else "plan_invalid"
+        log.error(event, field=exc.path, error=exc.message)
+        prefix = "invalid user-data" if stage == "inputs" else "cannot configure this node"
+        return Outcome(2, "invalid", f"{prefix}: {exc}")
+    log.error("user_data_unavailable" if stage == "inputs" else "agency_credentials_unavailable", error=str(exc))
+    return Outcome(1, "failed", str(exc))
+
+
 def run_once(options: Options, log: Any) -> Outcome:
     layout = Layout(options.root)
     state = State(layout)
     try:
-        meta, meta_raw = _instance_meta(options, state, log)
-        fetched = _user_data(options, state, meta, log)
-        settings = parse_user_data(fetched.body)
-    except InvalidInput as exc:
-        log.error("user_data_invalid", field=exc.path, error=exc.message)
-        return Outcome(2, "invalid", f"invalid user-data: {exc}")
-    except SourceUnavailable as exc:
-        log.error("user_data_unavailable", error=str(exc))
-        return Outcome(1, "failed", str(exc))
-    logs.register_secrets(*settings.secrets())
+        inputs = read_inputs(options, state, log)
+    except (InvalidInput, SourceUnavailable) as exc:
+        return refused(exc, "inputs", log)
+    settings = inputs.settings
     try:
-        facts = gather(meta, preferred_ips=settings.masters)
-        if settings.credentials and settings.credentials.source == "agency" and settings.alluxio:
-            keys = fetch_security_key(options.metadata_url, options.retry)
-            logs.register_secrets(keys.secret, keys.token)
-            facts = with_credentials(facts, keys)
+        facts = node_facts(options, settings, inputs.meta, log)
         desired = plan(settings, facts, Peers(), layout)
-    except SourceUnavailable as exc:
-        log.error("agency_credentials_unavailable", error=str(exc))
-        return Outcome(1, "failed", str(exc))
-    except InvalidInput as exc:
-        log.error("plan_invalid", field=exc.path, error=exc.message)
-        return Outcome(2, "invalid", f"cannot configure this node: {exc}")
-    log.info("plan_ready", cluster=settings.cluster, role=settings.role, ip=facts.ip,
-             files=len(desired.files), services=[s.unit for s in desired.services], user_data_source=fetched.source)
-
-    if state.is_first_boot(meta.uuid):
-        log.info("first_boot", instance_uuid=meta.uuid, previous=state.instance_uuid())
-        state.begin_instance(meta.uuid)
-    state.save_meta_data(meta_raw)
-    if fetched.source != "last-good":
-        state.save_user_data(meta.uuid, fetched.body, fetched.source)
-
+    except (InvalidInput, SourceUnavailable) as exc:
+        return refused(exc, "plan", log)
+    log.info("plan_ready", cluster=settings.cluster, role=settings.role, ip=facts.ip, files=len(desired.files),
+             services=[s.unit for s in desired.services], user_data_source=inputs.fetched.source)
+    commit_inputs(state, inputs, log)
     manager = make_manager(options.service_manager, layout)
     outcome = apply(desired, layout, manager, state, options.start_timeout, log)
-    _save_status(state, settings, facts.ip, fetched.source, outcome)
+    save_status(state, settings, facts.ip, inputs.fetched.source, outcome)
     return outcome
 
 
@@ -126,10 +158,18 @@ def _user_data(options: Options, state: State, meta: InstanceMeta, log: Any) -> 
     return Fetched(stored.body, "last-good")
 
 
+RestartGuard = Callable[[], AbstractContextManager[bool]]
+
+
 def apply(
-    desired: Plan, layout: Layout, manager: ServiceManager, state: State, start_timeout: float, log: Any
+    desired: Plan, layout: Layout, manager: ServiceManager, state: State, start_timeout: float, log: Any,
+    restart_guard: RestartGuard | None = None,
 ) -> Outcome:
-    """Install the files, then touch each unit at most once, in plan order; wait until the role is up."""
+    """Install the files, then touch each unit at most once, in plan order; wait until the role is up.
+
+    Restarts of running units happen inside ``restart_guard`` (the daemon passes the cluster-wide restart
+    lock, so agents restart one at a time); when the guard is not granted they are left for the next pass.
+    """
     result = install(desired.files, layout)
     for path in result.changed:
         log.info("file_installed", path=path)
@@ -140,21 +180,46 @@ def apply(
 
     recorded = state.units()
     failures: dict[str, str] = {}
+    actions: list[tuple[DesiredService, str, str]] = []  # (service, action, digest)
     for service in desired.services:
         blocked = [p for p in service.inputs if p in result.failed]
         if blocked:
             failures[service.unit] = f"input not installed: {', '.join(blocked)}"
             continue
         digest = desired.inputs_digest(service)
-        try:
-            action = _converge(service, manager, recorded.get(service.unit, {}).get("digest"), digest)
-        except ServiceError as exc:
-            failures[service.unit] = str(exc)
-            log.error("unit_action_failed", unit=service.unit, error=str(exc))
-            continue
-        recorded[service.unit] = {"digest": digest}
-        if action:
+        previous = recorded.get(service.unit, {}).get("digest")
+        if not manager.is_active(service.unit):
+            actions.append((service, "started", digest))
+        elif previous != digest:
+            actions.append((service, "reloaded" if service.reload else "restarted", digest))
+        elif previous is None:
+            actions.append((service, "adopted", digest))
+
+    def run(todo: list[tuple[DesiredService, str, str]]) -> None:
+        for service, action, digest in todo:
+            try:
+                _act(manager, service, action)
+            except ServiceError as exc:
+                failures[service.unit] = str(exc)
+                log.error("unit_action_failed", unit=service.unit, action=action, error=str(exc))
+                continue
+            recorded[service.unit] = {"digest": digest}
             log.info(f"unit_{action}", unit=service.unit)
+
+    restarts = [a for a in actions if a[1] == "restarted"]
+    run([a for a in actions if a[1] != "restarted"])
+    deferred: list[str] = []
+    if restarts and restart_guard is not None:
+        with restart_guard() as granted:
+            if granted:
+                run(restarts)
+                wait_ready([a[0] for a in restarts], manager, start_timeout)  # back up before the lock goes
+            else:
+                deferred = [a[0].unit for a in restarts]
+                log.warning("restart_deferred", units=deferred)
+    else:
+        run(restarts)
+
     wanted = {s.unit for s in desired.services}
     for unit in sorted(set(recorded) - wanted):
         try:
@@ -163,7 +228,7 @@ def apply(
             log.info("unit_removed", unit=unit)
             del recorded[unit]
         except ServiceError as exc:
-            log.error("unit_action_failed", unit=unit, error=str(exc))
+            log.error("unit_action_failed", unit=unit, action="removed", error=str(exc))
     state.save_units(recorded)
 
     waiting = time.monotonic()
@@ -176,24 +241,23 @@ def apply(
         reason = "; ".join([f"{u}: {services[u]}" for u in failed] + [f"{p}: {r}" for p, r in result.failed.items()])
         log.error("node_failed", failed=failed, reason=reason, waited_s=waited)
         return Outcome(1, "failed", reason, services)
+    if deferred:
+        return Outcome(0, "degraded", f"restart of {', '.join(deferred)} waits for the cluster's restart lock",
+                       services)
     log.info("node_ready", services=sorted(services), waited_s=waited)
     return Outcome(0, "ready", "", services)
 
 
-def _converge(service: DesiredService, manager: ServiceManager, recorded: str | None, digest: str) -> str | None:
-    if not manager.is_active(service.unit):
+def _act(manager: ServiceManager, service: DesiredService, action: str) -> None:
+    if action == "started":
         manager.enable(service)
         manager.start(service)
-        return "started"
-    if recorded is None:
-        manager.enable(service)  # running, but not started by us: make sure it comes back after a reboot
-    if recorded != digest:
-        if service.reload:
-            manager.reload(service)
-            return "reloaded"
+    elif action == "reloaded":
+        manager.reload(service)
+    elif action == "restarted":
         manager.restart(service)
-        return "restarted"
-    return None
+    else:  # adopted: running, but not started by us; make sure it comes back after a reboot
+        manager.enable(service)
 
 
 def wait_ready(
@@ -233,7 +297,7 @@ def _ports_missing(service: DesiredService, manager: ServiceManager) -> list[str
     return [f"{h}:{p}" for h, p in service.ports if p not in owned]
 
 
-def _save_status(state: State, settings: Settings, ip: str, source: str, outcome: Outcome) -> None:
+def save_status(state: State, settings: Settings, ip: str, source: str, outcome: Outcome) -> None:
     previous = state.status() or {}
     now = time.time()
     since = previous.get("since", now) if previous.get("state") == outcome.state else now

@@ -92,6 +92,11 @@ class Settings:
 
 def parse_user_data(raw: bytes | str) -> Settings:
     """Decode and validate user-data; raise ``InvalidInput`` naming the field for anything wrong."""
+    return validate(decode_user_data(raw))
+
+
+def decode_user_data(raw: bytes | str) -> Any:
+    """The JSON document in user-data, without judging its content yet."""
     if isinstance(raw, bytes):
         if len(raw) > MAX_USER_DATA_BYTES:
             raise InvalidInput("", f"user-data is {len(raw)} bytes, more than the cloud's limit of 32 KB")
@@ -109,7 +114,46 @@ def parse_user_data(raw: bytes | str) -> Settings:
         raise InvalidInput("", f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
     except RecursionError:
         raise InvalidInput("", "not valid user-data: nested too deeply") from None
-    return validate(document)
+    return document
+
+
+# Run-time configuration (``bootstrap-agent config set``) may change how the cluster runs, never what it is:
+# its identity and its secrets stay where the provisioner put them.
+FIXED_KEYS = ("schema", "cluster", "role", "masters", "secret", "credentials")
+
+
+def check_override_key(key: str) -> list[str]:
+    """The dotted path of a run-time override, split; ``InvalidInput`` for keys that may not be overridden."""
+    parts = key.split(".")
+    if not key or any(not part for part in parts):
+        raise InvalidInput(key or "config", "not a dotted key such as alluxio.block_size")
+    if parts[0] in FIXED_KEYS:
+        raise InvalidInput(key, f"'{parts[0]}' is fixed at provisioning and cannot be changed at run time")
+    if parts[0] not in TOP_KEYS:
+        raise InvalidInput(key, f"unknown key (known: {', '.join(sorted(TOP_KEYS - set(FIXED_KEYS)))})")
+    return parts
+
+
+def with_overrides(document: Any, overrides: Mapping[str, Any]) -> Any:
+    """``document`` with every dotted override applied (``None`` removes the key); the caller validates."""
+    import copy
+
+    if not isinstance(document, dict):
+        return document
+    result = copy.deepcopy(document)
+    for key in sorted(overrides):
+        parts = check_override_key(key)
+        node = result
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        if overrides[key] is None:
+            node.pop(parts[-1], None)
+        else:
+            node[parts[-1]] = overrides[key]
+    return result
 
 
 def _no_constant(name: str) -> None:

@@ -163,7 +163,6 @@ def zookeeper_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKe
 
 from tests.support.node import make_node  # noqa: E402,F401  (fixture: a cloud node for `once`)
 
-
 # -- systemd in systemd-nspawn containers (tests/support/container.py) -------------------------------------
 _containers_cleaned: list[bool] = []
 

@@ -30,8 +30,10 @@ class SystemdManager:
         except subprocess.TimeoutExpired:
             raise ServiceError(f"systemctl {' '.join(args)}: no answer within {SYSTEMCTL_TIMEOUT:.0f} s") from None
         if check and result.returncode != 0:
-            message = (result.stderr.strip() or result.stdout.strip() or f"exit {result.returncode}").splitlines()
-            raise ServiceError(f"systemctl {' '.join(args)}: {message[0]}")
+            lines = (result.stderr.strip() or result.stdout.strip() or f"exit {result.returncode}").splitlines()
+            # A unit file changed on disk without daemon-reload makes systemctl put "Warning: ..." first.
+            reason = next((line for line in lines if not line.startswith("Warning:")), lines[0])
+            raise ServiceError(f"systemctl {' '.join(args)}: {reason}")
         return result
 
     def daemon_reload(self) -> None:

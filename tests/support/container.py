@@ -174,9 +174,20 @@ def _chroot_install(rootfs: Path, packages: Sequence[str], log: Path) -> None:
         env = {"PATH": CONTAINER_PATH, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8"}
         _run_logged(["chroot", str(rootfs), "apt-get", "update", "-o", "Acquire::Retries=3"], log, 600, env)
         _run_logged(
-            ["chroot", str(rootfs), "apt-get", "install", "-y", "--no-install-recommends",
-             "-o", "Acquire::Retries=3", *packages],
-            log, 1200, env,
+            [
+                "chroot",
+                str(rootfs),
+                "apt-get",
+                "install",
+                "-y",
+                "--no-install-recommends",
+                "-o",
+                "Acquire::Retries=3",
+                *packages,
+            ],
+            log,
+            1200,
+            env,
         )
         _run_logged(["chroot", str(rootfs), "apt-get", "clean"], log, 120, env)
     finally:
@@ -377,12 +388,14 @@ class Container:
     def nspawn_argv(self) -> list[str]:
         argv = [
             "systemd-nspawn",
-            "-D", str(self.rootfs),
+            "-D",
+            str(self.rootfs),
             "--boot",
             "--register=no",
             "--keep-unit",
             "--volatile=overlay",
-            "-M", self.name,
+            "-M",
+            self.name,
             f"--hostname={self.name}",
             f"--uuid={self.uuid}",
             "--console=passive",
@@ -461,7 +474,9 @@ class Container:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 result = self.exec(
                     ["systemctl", "is-system-running", "--wait"],
-                    capture_output=True, text=True, timeout=max(0.5, min(left, 10.0)),
+                    capture_output=True,
+                    text=True,
+                    timeout=max(0.5, min(left, 10.0)),
                 )
                 state = result.stdout.strip()
                 if state in ("running", "degraded"):
@@ -562,9 +577,7 @@ class Container:
         return result
 
     def journal(self, unit: str, lines: int = 50) -> str:
-        result = self.exec(
-            ["journalctl", "--no-pager", "-n", str(lines), "-u", unit], capture_output=True, text=True
-        )
+        result = self.exec(["journalctl", "--no-pager", "-n", str(lines), "-u", unit], capture_output=True, text=True)
         return str(result.stdout)
 
 
