@@ -27,6 +27,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="the node's nginx cache of the user-data (default %(default)s)")
     parser.add_argument("--metadata-url", default=DEFAULT_METADATA_URL,
                         help="the OpenStack metadata service (default %(default)s)")
+    parser.add_argument("--ip", help="this node's cluster address, when it has several (default: chosen)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
 
@@ -41,6 +42,24 @@ def build_parser() -> argparse.ArgumentParser:
     once.add_argument("--start-timeout", type=float, default=60.0,
                       help="seconds to wait for the role's services to come up (default 60)")
 
+    run = commands.add_parser("run", help="the daemon (systemd Type=notify): keep the node converged")
+    _common(run)
+    run.add_argument("--start-timeout", type=float, default=60.0)
+    run.add_argument("--tick", type=float, default=60.0, help="seconds between full re-lists (default 60)")
+    run.add_argument("--debounce-min", type=float, default=0.2, help="quiet time that ends a burst (default 0.2)")
+    run.add_argument("--debounce-max", type=float, default=2.0, help="longest wait for a burst to end (default 2)")
+    run.add_argument("--zk-session-timeout", type=float, default=10.0)
+
+    config = commands.add_parser("config", help="read or change the cluster's run-time configuration")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    get = config_commands.add_parser("get", help="print the overrides (or one of them) as JSON")
+    get.add_argument("key", nargs="?")
+    set_ = config_commands.add_parser("set", help="set KEY to VALUE (JSON, else a string; null removes it)")
+    set_.add_argument("key")
+    set_.add_argument("value")
+    for sub in (get, set_):
+        _cluster_access(sub)
+
     render = commands.add_parser("render", help="write the files a node would install under --out; no services")
     render.add_argument("--user-data", required=True, type=Path)
     render.add_argument("--facts", type=Path, help="facts as JSON (default: this machine's, via psutil)")
@@ -52,14 +71,23 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("file", help="user-data file, or - for standard input")
 
     status = commands.add_parser("status", help="this node's state from its last pass; exit 0 ready, 1 not")
-    status.add_argument("--root", default="/")
     status.add_argument("--json", action="store_true", help="print the state as JSON")
+    status.add_argument("--cluster", action="store_true", help="every member of the cluster, from ZooKeeper")
+    _cluster_access(status)
     return parser
+
+
+def _cluster_access(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", default="/")
+    parser.add_argument("--user-data", type=Path,
+                        help="the cluster's user-data (default: this node's last good copy under --root)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to reach ZooKeeper (default 10)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"once": cmd_once, "render": cmd_render, "validate": cmd_validate, "status": cmd_status}
+    handler = {"once": cmd_once, "run": cmd_run, "render": cmd_render, "validate": cmd_validate,
+               "status": cmd_status, "config": cmd_config}
     code: int = handler[args.command](args)
     return code
 
@@ -98,7 +126,7 @@ def cmd_once(args: argparse.Namespace) -> int:
     log = logs.get()
     options = Options(
         root=args.root, user_data_url=args.user_data_url, metadata_url=args.metadata_url,
-        service_manager=args.service_manager, start_timeout=args.start_timeout,
+        service_manager=args.service_manager, start_timeout=args.start_timeout, ip=args.ip,
     )
     try:
         outcome = run_once(options, log)
@@ -168,10 +196,136 @@ def _load_peers(path: Path) -> Any:
     return Peers(tuple(data))
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from bootstrap_agent import daemon, logs
+    from bootstrap_agent.once import Options
+
+    logs.configure(args.log_level)
+    options = daemon.DaemonOptions(
+        once=Options(root=args.root, user_data_url=args.user_data_url, metadata_url=args.metadata_url,
+                     service_manager=args.service_manager, start_timeout=args.start_timeout, ip=args.ip),
+        tick=args.tick, debounce_min=args.debounce_min, debounce_max=args.debounce_max,
+        zk_session_timeout=args.zk_session_timeout,
+    )
+    return daemon.Daemon(options, logs.get()).run()
+
+
+def _cluster_settings(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The cluster's settings and user-data document, from --user-data or the node's last good copy."""
+    from bootstrap_agent.errors import InvalidInput
+    from bootstrap_agent.plan import Layout
+    from bootstrap_agent.schema import decode_user_data, validate
+    from bootstrap_agent.state import State
+
+    if args.user_data:
+        raw = _read(args.user_data)
+    else:
+        stored = State(Layout(args.root)).load_user_data()
+        if stored is None:
+            raise InvalidInput("user-data", f"no user-data under {args.root} yet: give --user-data F")
+        raw = stored.body
+    document = decode_user_data(raw)
+    return validate(document), document
+
+
+def _connect(settings: Any, timeout: float) -> Any:
+    from bootstrap_agent import logs
+    from bootstrap_agent.cluster import ClusterStore, ClusterUnavailable
+
+    logs.configure("error")
+    logs.register_secrets(*settings.secrets())
+    store = ClusterStore(",".join(f"{ip}:2181" for ip in settings.masters), settings.cluster, settings.secret,
+                         on_event=lambda kind, detail: None, log=logs.get())
+    store.start()
+    if not store.wait_connected(timeout):
+        store.stop()
+        raise ClusterUnavailable(f"ZooKeeper at {', '.join(settings.masters)} not reachable within {timeout:.0f} s")
+    return store
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from bootstrap_agent.cluster import ClusterUnavailable
+    from bootstrap_agent.errors import InvalidInput
+    from bootstrap_agent.schema import check_override_key, validate, with_overrides
+
+    try:
+        settings, document = _cluster_settings(args)
+        if args.config_command == "set":
+            check_override_key(args.key)
+        store = _connect(settings, args.timeout)
+    except OSError as exc:
+        return _fail(f"cannot read {exc.filename}: {exc.strerror}", EXIT_INVALID)
+    except InvalidInput as exc:
+        return _fail(f"invalid: {exc}", EXIT_INVALID)
+    except ClusterUnavailable as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    try:
+        overrides = store.get_config()
+        if args.config_command == "get":
+            print(json.dumps(overrides.get(args.key) if args.key else overrides, indent=None if args.key else 2,
+                             sort_keys=True))
+            return EXIT_OK
+        try:
+            value = json.loads(args.value)
+        except ValueError:
+            value = args.value
+        changed = dict(overrides)
+        if value is None:
+            changed.pop(args.key, None)
+        else:
+            changed[args.key] = value
+        try:
+            validate(with_overrides(document, changed))
+        except InvalidInput as exc:
+            return _fail(f"refused, nothing changed: {exc}", EXIT_INVALID)
+        store.set_config(changed, expected_version=store.config_version())
+        print(f"{args.key} = {json.dumps(value)}")
+        return EXIT_OK
+    except ClusterUnavailable as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    finally:
+        store.stop()
+
+
+def _cluster_status(args: argparse.Namespace) -> int:
+    from bootstrap_agent.cluster import ClusterUnavailable
+    from bootstrap_agent.errors import InvalidInput
+
+    try:
+        settings, _ = _cluster_settings(args)
+        store = _connect(settings, args.timeout)
+    except OSError as exc:
+        return _fail(f"cannot read {exc.filename}: {exc.strerror}", EXIT_INVALID)
+    except InvalidInput as exc:
+        return _fail(f"invalid: {exc}", EXIT_INVALID)
+    except ClusterUnavailable as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    try:
+        members = store.members()
+    except ClusterUnavailable as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    finally:
+        store.stop()
+    rows = sorted((m for m in members), key=lambda m: (m.role != "master", m.ip))
+    if args.json:
+        print(json.dumps({"cluster": settings.cluster, "members": [
+            {"uuid": m.uuid, "role": m.role, "ip": m.ip, "hostname": m.hostname, "state": m.state,
+             "reason": m.reason, "services": m.services, "since": m.since} for m in rows]}, sort_keys=True))
+    else:
+        print(f"cluster {settings.cluster}: {len(rows)} member(s)")
+        for m in rows:
+            reason = f" ({m.reason})" if m.reason else ""
+            print(f"  {m.role:6} {m.ip:15} {m.hostname:24} {m.state}{reason}")
+    ready = bool(rows) and all(m.state == "ready" for m in rows)
+    return EXIT_OK if ready else EXIT_FAILED
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from bootstrap_agent.plan import Layout
     from bootstrap_agent.state import State
 
+    if args.cluster:
+        return _cluster_status(args)
     status = State(Layout(args.root)).status()
     if status is None:
         if args.json:

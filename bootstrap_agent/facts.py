@@ -99,11 +99,17 @@ def local_ipv4_addresses() -> list[str]:
     ]
 
 
-def gather(meta: InstanceMeta, preferred_ips: tuple[str, ...] = ()) -> Facts:
-    """Facts of the running machine (psutil) combined with its metadata."""
+def gather(meta: InstanceMeta, preferred_ips: tuple[str, ...] = (), ip: str | None = None) -> Facts:
+    """Facts of the running machine (psutil) combined with its metadata.
+
+    ``ip`` pins the cluster address on a machine with several private addresses; it must be one of them.
+    """
     import psutil
 
-    ip = choose_ip(local_ipv4_addresses(), preferred_ips)
+    local = local_ipv4_addresses()
+    if ip is not None and ip not in local:
+        raise InvalidInput("facts.ip", f"{ip} is not an address of this machine")
+    ip = ip or choose_ip(local, preferred_ips)
     if ip is None:
         raise InvalidInput("facts.ip", "this machine has no usable IPv4 address")
     hostname = _short_name(meta.hostname) or socket.gethostname().split(".", 1)[0]

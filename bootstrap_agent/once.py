@@ -35,6 +35,7 @@ class Options:
     service_manager: str = "systemd"
     start_timeout: float = 60.0
     retry: Retry = field(default_factory=Retry)
+    ip: str | None = None  # the node's cluster address, when it has several
 
 
 @dataclass
@@ -78,7 +79,7 @@ def read_inputs(options: Options, state: State, log: Any) -> Inputs:
 
 def node_facts(options: Options, settings: Settings, meta: InstanceMeta, log: Any) -> Facts:
     """This machine's facts, plus the agency's temporary keys when the cluster uses them."""
-    facts = gather(meta, preferred_ips=settings.masters)
+    facts = gather(meta, preferred_ips=settings.masters, ip=options.ip)
     if settings.credentials and settings.credentials.source == "agency" and settings.alluxio:
         keys = fetch_security_key(options.metadata_url, options.retry)
         logs.register_secrets(keys.secret, keys.token)

@@ -11,6 +11,7 @@ import hashlib
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from bootstrap_agent.errors import InvalidInput
 from bootstrap_agent.facts import Facts
@@ -104,7 +105,7 @@ class Plan:
 class Peers:
     """Other members as seen in ZooKeeper; empty until the node has registered."""
 
-    members: tuple[dict[str, str], ...] = ()
+    members: tuple[dict[str, Any], ...] = ()  # Member fields: uuid, role, ip, hostname, state, reason, services
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ class Memory:
 def plan(settings: Settings, facts: Facts, peers: Peers | None = None, layout: Layout | None = None) -> Plan:
     """The complete desired state of this node; raises ``InvalidInput`` when it cannot work here."""
     layout = layout or Layout()
+    peers = peers or Peers()
     if settings.role == "master" and facts.ip not in settings.masters:
         raise InvalidInput(
             "masters", f"this node is a master but its address {facts.ip} is not in masters {list(settings.masters)}"
@@ -126,7 +128,7 @@ def plan(settings: Settings, facts: Facts, peers: Peers | None = None, layout: L
     files: list[DesiredFile] = [_hosts(facts)]
     services: list[DesiredService] = []
     if settings.role == "master":
-        _master(settings, facts, layout, files, services)
+        _master(settings, facts, peers, layout, files, services)
     else:
         _agent(settings, facts, layout, files, services)
     return Plan(tuple(files), tuple(services))
@@ -136,7 +138,8 @@ def plan(settings: Settings, facts: Facts, peers: Peers | None = None, layout: L
 
 
 def _master(
-    settings: Settings, facts: Facts, layout: Layout, files: list[DesiredFile], services: list[DesiredService]
+    settings: Settings, facts: Facts, peers: Peers, layout: Layout, files: list[DesiredFile],
+    services: list[DesiredService],
 ) -> None:
     masters = settings.masters
     myid = masters.index(facts.ip) + 1
@@ -175,8 +178,11 @@ def _master(
         services.append(DesiredService("alluxio-proxy", inputs, ((facts.ip, ALLUXIO_PROXY_WEB),), version))
 
     www = layout.path(posixpath.dirname(DASHBOARD_INDEX))
+    members = sorted(peers.members, key=lambda m: (m.get("role") != "master", str(m.get("ip")), str(m.get("uuid"))))
+    worker_web = ALLUXIO_WORKER_PORTS[settings.alluxio.version][-1] if settings.alluxio else None
     files.append(_text(DASHBOARD_INDEX, render(
-        "index.html.j2", cluster=settings.cluster, masters=masters, alluxio=settings.alluxio is not None
+        "index.html.j2", cluster=settings.cluster, masters=masters, alluxio=settings.alluxio is not None,
+        members=members, mesos_agent_port=MESOS_AGENT_PORT, alluxio_worker_web=worker_web,
     )))
     files.append(_text(NGINX_DASHBOARD, render(
         "nginx-dashboard.conf.j2", cluster=settings.cluster, ip=facts.ip, port=DASHBOARD_PORT, www_dir=www,
