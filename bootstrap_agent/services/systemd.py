@@ -58,9 +58,12 @@ class SystemdManager:
         self._run("stop", f"{unit}.service")
 
     def is_active(self, unit: str) -> bool:
-        """Running or on its way up; readiness (its ports) is judged by the caller."""
-        state = self._run("is-active", f"{unit}.service", check=False).stdout.strip()
-        return state in ("active", "activating", "reloading")
+        """Running or on its way up; readiness (its ports) is judged by the caller. A unit waiting to be
+        restarted after a crash (activating/auto-restart) is not running."""
+        result = self._run("show", "--property=ActiveState,SubState", f"{unit}.service", check=False)
+        props = dict(line.partition("=")[::2] for line in result.stdout.splitlines())
+        state, sub = props.get("ActiveState", ""), props.get("SubState", "")
+        return state in ("active", "reloading") or (state == "activating" and sub != "auto-restart")
 
     def main_pid(self, unit: str) -> int | None:
         result = self._run("show", "--property=MainPID", "--value", f"{unit}.service", check=False)
@@ -71,5 +74,17 @@ class SystemdManager:
         return pid or None
 
     def failure_reason(self, unit: str) -> str:
+        """systemd's verdict plus the unit's last log line: what an operator would look up first."""
         result = self._run("show", "--property=ActiveState,SubState,Result", f"{unit}.service", check=False)
-        return " ".join(result.stdout.split()) or "unknown"
+        props = dict(line.partition("=")[::2] for line in result.stdout.splitlines())
+        verdict = f"{props.get('ActiveState', '?')}/{props.get('SubState', '?')} (result: {props.get('Result', '?')})"
+        try:
+            journal = subprocess.run(
+                # The program's own words (_SYSTEMD_UNIT), not systemd's messages about the unit (UNIT=).
+                ["journalctl", f"_SYSTEMD_UNIT={unit}.service", "--lines", "1", "--no-pager", "--output", "cat"],
+                capture_output=True, text=True, timeout=10, check=False,
+            )
+            last = journal.stdout.strip().splitlines()[-1:] if journal.returncode == 0 else []
+        except (OSError, subprocess.TimeoutExpired):
+            last = []
+        return f"{verdict}: {last[0][:300]}" if last else verdict

@@ -305,7 +305,7 @@ def _pid_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def _cgroup_pids(folder: Path) -> list[int]:
+def cgroup_pids(folder: Path) -> list[int]:
     """Every process in ``folder`` and the cgroups below it."""
     pids: list[int] = []
     if not folder.is_dir():
@@ -323,7 +323,7 @@ def _remove_cgroup(folder: Path, timeout: float = 5.0) -> None:
         return
     deadline = time.monotonic() + timeout
     while True:
-        pids = _cgroup_pids(folder)
+        pids = cgroup_pids(folder)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -377,6 +377,7 @@ class Container:
         self._workdir = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
         self.log_path = self._workdir / "nspawn.log"
         self._stopped = False
+        self._created_cgroups: list[Path] = []
 
     def __repr__(self) -> str:
         return f"Container({self.name}, pid={self.pid})"
@@ -416,6 +417,7 @@ class Container:
         try:
             for cg in self.cgroups:
                 cg.mkdir()
+                self._created_cgroups.append(cg)
             # The shell moves itself into the container's own cgroups, then becomes systemd-nspawn.
             script = "".join(f'echo $$ > "{cg}/cgroup.procs" && ' for cg in self.cgroups) + 'exec "$@"'
             with self.log_path.open("wb") as log:
@@ -465,8 +467,8 @@ class Container:
                 raise self._fail(f"systemd-nspawn exited with {self.proc.returncode} during boot")
             left = deadline - time.monotonic()
             if left <= 0:
-                failed = self.exec(["systemctl", "--failed", "--no-legend"], capture_output=True, text=True)
-                jobs = self.exec(["systemctl", "list-jobs", "--no-legend"], capture_output=True, text=True)
+                failed = self.exec(["systemctl", "--failed", "--no-legend"], capture_output=True, text=True, timeout=10)
+                jobs = self.exec(["systemctl", "list-jobs", "--no-legend"], capture_output=True, text=True, timeout=10)
                 raise self._fail(
                     f"boot not done within {self.boot_timeout} s (state {state!r}); "
                     f"failed: {failed.stdout.strip()!r}; jobs: {jobs.stdout.strip()!r}"
@@ -501,7 +503,7 @@ class Container:
                     self.proc.wait(timeout=10)
         except BaseException as exc:
             errors.append(exc)
-        for cg in reversed(self.cgroups):
+        for cg in reversed(self._created_cgroups):
             try:
                 _remove_cgroup(cg)
             except BaseException as exc:
@@ -597,7 +599,7 @@ def unavailable_reason() -> str | None:
 def cleanup_stale() -> list[str]:
     """Stop and remove ``ba-test-<pid>-<n>`` containers (and cgroups) whose creating process is gone.
 
-    Also removes half-built rootfs folders of dead builds (the lock tells whether a build is running).
+    Also removes their nspawn logs in the temp folder, and half-built rootfs folders of dead builds.
     """
     removed: list[str] = []
     names: set[str] = set()
@@ -612,7 +614,7 @@ def cleanup_stale() -> list[str]:
             continue
         cgroups = [CGROUP_ROOT / h / name for h in CGROUP_HIERARCHIES]
         # A clean poweroff first (SIGTERM to systemd-nspawn), then whatever is left is killed.
-        pids = set().union(*(_cgroup_pids(cg) for cg in cgroups))
+        pids = set().union(*(cgroup_pids(cg) for cg in cgroups))
         nspawn = [p for p in pids if _comm(p) == "systemd-nspawn"]
         for pid in nspawn:
             with contextlib.suppress(ProcessLookupError):
@@ -623,6 +625,10 @@ def cleanup_stale() -> list[str]:
         for cg in reversed(cgroups):
             _remove_cgroup(cg)
         removed.append(name)
+    for workdir in Path(tempfile.gettempdir()).glob(f"{NAME_PREFIX}*-*-*"):  # nspawn logs of dead runs
+        match = re.match(r"^ba-test-(\d+)-\d+-", workdir.name)
+        if match and workdir.is_dir() and not _pid_alive(int(match.group(1))):
+            shutil.rmtree(workdir, ignore_errors=True)
     if CACHE_ROOT.is_dir():
         with contextlib.suppress(ContainerError), _locked(CACHE_ROOT / ".lock", 0.0):  # busy: a build runs
             removed += [p.name for p in _remove_stale_builds()]
