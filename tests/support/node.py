@@ -75,19 +75,7 @@ class Node:
     def __init__(self, node: TestNode, metadata: MetadataServer, cache: NginxCache, root: Path, role: str) -> None:
         self.ns, self.metadata, self.cache, self.root, self.role = node, metadata, cache, root, role
         self.layout = Layout(str(root))
-        # What the image provides for the process manager's nginx (dashboards on masters).
-        nginx = root / "etc" / "nginx"
-        (nginx / "conf.d").mkdir(parents=True, exist_ok=True)
-        (nginx / "nginx.conf").write_text(
-            f"pid {root}/run/nginx.pid;\nerror_log {root}/var/log/nginx-error.log;\nuser root;\n"
-            "events { worker_connections 64; }\nhttp {\n"
-            + "".join(f"  {k}_temp_path {root}/var/lib/nginx/{k};\n" for k in ("client_body", "proxy", "fastcgi",
-                                                                                 "uwsgi", "scgi"))
-            + f"  access_log off;\n  include {nginx}/conf.d/*.conf;\n}}\n"
-        )
-        (root / "run").mkdir(exist_ok=True)
-        (root / "var" / "lib" / "nginx").mkdir(parents=True, exist_ok=True)
-        (root / "var" / "log").mkdir(parents=True, exist_ok=True)
+        write_image_nginx(root)
 
     def once(self, *extra: str, timeout: float = 120) -> Run:
         argv = [sys.executable, "-m", "bootstrap_agent.cli", "once", "--root", str(self.root),
@@ -156,3 +144,19 @@ def make_node(
     yield make
     for node in nodes:
         node.close()
+
+
+def write_image_nginx(root: Path) -> None:
+    """What the image provides for the process manager's nginx (dashboards on masters): a main config that
+    includes ``conf.d``, with pid, logs and temp folders below ``root``."""
+    nginx = root / "etc" / "nginx"
+    (nginx / "conf.d").mkdir(parents=True, exist_ok=True)
+    temp = "".join(f"  {k}_temp_path {root}/var/lib/nginx/{k};\n" for k in ("client_body", "proxy", "fastcgi",
+                                                                                 "uwsgi", "scgi"))
+    (nginx / "nginx.conf").write_text(
+        f"pid {root}/run/nginx.pid;\nerror_log {root}/var/log/nginx-error.log;\nuser root;\n"
+        f"events {{ worker_connections 64; }}\nhttp {{\n{temp}  access_log off;\n"
+        f"  include {nginx}/conf.d/*.conf;\n}}\n"
+    )
+    for folder in ("run", "var/lib/nginx", "var/log"):
+        (root / folder).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,113 @@
+"""Nodes running `bootstrap-agent run` side by side in one test network.
+
+All nodes share one network namespace (the test's "subnet"): each has its own private address on its ``lo``
+and pins it with ``--ip``, its own metadata server on 127.0.0.1:<port>, and its own ``--root``. The master's
+ZooKeeper listens on every address of the namespace, so agents reach it at the master's address as on a real
+subnet. Agents carry no Alluxio section here: Alluxio's proxy binds a fixed port on all addresses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bootstrap_agent.plan import Layout
+from bootstrap_agent.services.process import ProcessManager
+
+from .metadata_server import MetadataServer
+from .netns import TestNode
+from .node import write_image_nginx
+
+SECRET = "daemon-test-secret-0123456789"
+MASTER_IP = "10.88.0.10"
+
+
+def cluster_user_data(role: str, *, alluxio: bool = False, **mesos: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "schema": 1, "cluster": "eo-live", "role": role, "masters": [MASTER_IP], "secret": SECRET,
+        "mesos": {"version": "1.11", "containerizers": ["mesos"], **mesos},
+    }
+    if alluxio:
+        data["alluxio"] = {"version": "2.9", "root_ufs": "s3://eo-bucket/cache", "worker_ramdisk": "1GB"}
+        data["credentials"] = {"source": "keys", "access_key_id": "AKIDEXAMPLE0001",
+                               "secret_access_key": "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"}
+    return data
+
+
+class DaemonNode:
+    def __init__(self, net: TestNode, metadata: MetadataServer, root: Path, ip: str, role: str, uuid: str) -> None:
+        self.net, self.metadata, self.root, self.ip, self.role, self.uuid = net, metadata, root, ip, role, uuid
+        self.log_path = root.parent / f"{root.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        if role == "master":
+            write_image_nginx(root)
+
+    def start(self, *extra: str, tick: float = 5.0) -> DaemonNode:
+        url = self.metadata.url
+        argv = [sys.executable, "-m", "bootstrap_agent.cli", "run", "--root", str(self.root),
+                "--service-manager", "process", "--ip", self.ip, "--metadata-url", url,
+                "--user-data-url", f"{url}/openstack/latest/user_data", "--tick", str(tick),
+                "--debounce-min", "0.1", "--debounce-max", "0.5", "--zk-session-timeout", "4",
+                "--start-timeout", "30", *extra]
+        with open(self.log_path, "ab") as log:
+            self.proc = self.net.popen(argv, stdout=log, stderr=log)
+        return self
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        if self.log_path.exists():
+            for line in self.log_path.read_text(errors="replace").splitlines():
+                with contextlib.suppress(ValueError):
+                    event = json.loads(line)
+                    if isinstance(event, dict) and (name is None or event.get("event") == name):
+                        out.append(event)
+        return out
+
+    def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            result = check()
+            if result:
+                return result
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"{self.role} {self.ip} exited {self.proc.returncode} waiting for {what}:\n"
+                                     + self.log_path.read_text(errors="replace")[-3000:])
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.role} {self.ip}: no {what} within {timeout} s:\n"
+                                     + self.log_path.read_text(errors="replace")[-3000:])
+            time.sleep(0.1)
+
+    def status(self) -> dict[str, Any]:
+        path = self.root / "var/lib/bootstrap-agent/status.json"
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            data: dict[str, Any] = json.loads(path.read_text())
+            return data
+        return {}
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def close(self) -> None:
+        self.stop()
+        ProcessManager(Layout(str(self.root))).stop_all()
+
