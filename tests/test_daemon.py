@@ -7,6 +7,7 @@ znodes, the master's dashboard over HTTP, `status --cluster`, the daemons' own l
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -222,7 +223,7 @@ def test_config_change_restarts_agents_one_at_a_time(cluster: Callable[..., Daem
         assert len(acquired) == len(released) == 1, (acquired, released)
         intervals.append((acquired[0], released[0], agent.ip))
     intervals.sort()
-    for (_, end, a), (start, _, b) in zip(intervals, intervals[1:], strict=False):
+    for (_, end, a), (start, _, b) in itertools.pairwise(intervals):
         assert end <= start, f"{a} and {b} restarted at the same time: {intervals}"
 
 
