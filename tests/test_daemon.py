@@ -235,3 +235,83 @@ def test_sighup_rereads_user_data(cluster: Callable[..., DaemonNode]) -> None:
     agent.signal(signal.SIGHUP)
     agent.wait_for("restart after SIGHUP", lambda: agent.events("unit_restarted"), timeout=30)
     assert "az:eu-de-03" in (agent.root / "etc/default/mesos-agent").read_text()
+
+
+def test_a_member_that_dies_disappears_within_one_session_timeout(cluster: Callable[..., DaemonNode]) -> None:
+    net = cluster.net  # type: ignore[attr-defined]
+    start_master(cluster)
+    agent = cluster("agent", AGENT_IPS[0]).start()
+    agent.wait_for("registered", lambda: agent.uuid in members(net))
+    assert agent.proc is not None
+    agent.proc.kill()  # no goodbye: the ephemeral znode must age out by itself
+    agent.proc.wait()
+    died = time.monotonic()
+    deadline = died + 4 + 3  # the daemons run with --zk-session-timeout 4; allow ZooKeeper's tick to expire it
+    while agent.uuid in members(net):
+        assert time.monotonic() < deadline, "a dead member's znode outlived its session"
+        time.sleep(0.2)
+
+
+def test_zookeeper_restarted_under_the_cluster(cluster: Callable[..., DaemonNode]) -> None:
+    """The master's ZooKeeper dies: agents report degraded, the master brings ZooKeeper back on its next
+    pass, and every member is registered again with its watches working."""
+    net = cluster.net  # type: ignore[attr-defined]
+    master = start_master(cluster)
+    agents = [cluster("agent", ip).start() for ip in AGENT_IPS[:2]]
+    for agent in agents:
+        agent.wait_for("registered", lambda a=agent: a.uuid in members(net))
+    record = json.loads((master.root / "run/bootstrap-agent/process/zookeeper.json").read_text())
+    import os
+
+    os.kill(record["pid"], signal.SIGKILL)
+    for agent in agents:
+        agent.wait_for("degraded", lambda a=agent: a.status().get("state") == "degraded", timeout=30)
+    master.wait_for("ZooKeeper started again", lambda: len(master.events("unit_started")) >= 2 and any(
+        e["unit"] == "zookeeper" for e in master.events("unit_started")[1:]), timeout=30)
+    for agent in agents:
+        agent.wait_for("ready again", lambda a=agent: a.status().get("state") == "ready", timeout=40)
+    assert {a.uuid for a in agents} | {master.uuid} <= set(members(net))
+    # The watches work again: a new agent shows up on the dashboard.
+    late = cluster("agent", AGENT_IPS[2]).start()
+    master.wait_for("the late agent on the dashboard", lambda: late.ip in dashboard(net), timeout=30)
+
+
+def test_systemd_notify_protocol(cluster: Callable[..., DaemonNode], tmp_path: Path) -> None:
+    """READY=1 once the node runs its services, STATUS= as it goes, WATCHDOG=1 while the loop lives,
+    STOPPING=1 on SIGTERM — received on a real notify socket, as systemd would."""
+    import socket
+
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(0.2)
+    received: list[str] = []
+    try:
+        agent = cluster("agent", AGENT_IPS[0])
+        import os
+
+        os.environ["NOTIFY_SOCKET"], os.environ["WATCHDOG_USEC"] = str(path), "1000000"
+        try:
+            agent.start()
+        finally:
+            del os.environ["NOTIFY_SOCKET"], os.environ["WATCHDOG_USEC"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and received.count("WATCHDOG=1") < 3:
+            try:
+                received.extend(sock.recv(4096).decode().splitlines())
+            except TimeoutError:
+                pass
+        assert agent.stop() == 0
+        with_timeout = time.monotonic() + 2
+        while time.monotonic() < with_timeout and "STOPPING=1" not in received:
+            try:
+                received.extend(sock.recv(4096).decode().splitlines())
+            except TimeoutError:
+                pass
+    finally:
+        sock.close()
+    assert received.count("READY=1") == 1, received
+    ready_at = received.index("READY=1")
+    assert received[ready_at + 1].startswith("STATUS=degraded")  # services up, ZooKeeper not there (no master)
+    assert received.count("WATCHDOG=1") >= 3
+    assert "STOPPING=1" in received
