@@ -7,9 +7,12 @@ znodes, the master's dashboard over HTTP, `status --cluster`, the daemons' own l
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -261,8 +264,6 @@ def test_zookeeper_restarted_under_the_cluster(cluster: Callable[..., DaemonNode
     for agent in agents:
         agent.wait_for("registered", lambda a=agent: a.uuid in members(net))
     record = json.loads((master.root / "run/bootstrap-agent/process/zookeeper.json").read_text())
-    import os
-
     os.kill(record["pid"], signal.SIGKILL)
     for agent in agents:
         agent.wait_for("degraded", lambda a=agent: a.status().get("state") == "degraded", timeout=30)
@@ -276,40 +277,30 @@ def test_zookeeper_restarted_under_the_cluster(cluster: Callable[..., DaemonNode
     master.wait_for("the late agent on the dashboard", lambda: late.ip in dashboard(net), timeout=30)
 
 
-def test_systemd_notify_protocol(cluster: Callable[..., DaemonNode], tmp_path: Path) -> None:
+def _receive(sock: socket.socket, lines: list[str], until: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not until():
+        with contextlib.suppress(TimeoutError):
+            lines.extend(sock.recv(4096).decode().splitlines())
+
+
+def test_systemd_notify_protocol(
+    cluster: Callable[..., DaemonNode], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """READY=1 once the node runs its services, STATUS= as it goes, WATCHDOG=1 while the loop lives,
     STOPPING=1 on SIGTERM — received on a real notify socket, as systemd would."""
-    import socket
-
     path = tmp_path / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    sock.settimeout(0.2)
     received: list[str] = []
-    try:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(0.2)
         agent = cluster("agent", AGENT_IPS[0])
-        import os
-
-        os.environ["NOTIFY_SOCKET"], os.environ["WATCHDOG_USEC"] = str(path), "1000000"
-        try:
-            agent.start()
-        finally:
-            del os.environ["NOTIFY_SOCKET"], os.environ["WATCHDOG_USEC"]
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and received.count("WATCHDOG=1") < 3:
-            try:
-                received.extend(sock.recv(4096).decode().splitlines())
-            except TimeoutError:
-                pass
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))  # the daemon's environment, as systemd sets it
+        monkeypatch.setenv("WATCHDOG_USEC", "1000000")
+        agent.start()
+        _receive(sock, received, lambda: received.count("WATCHDOG=1") >= 3, 30)
         assert agent.stop() == 0
-        with_timeout = time.monotonic() + 2
-        while time.monotonic() < with_timeout and "STOPPING=1" not in received:
-            try:
-                received.extend(sock.recv(4096).decode().splitlines())
-            except TimeoutError:
-                pass
-    finally:
-        sock.close()
+        _receive(sock, received, lambda: "STOPPING=1" in received, 2)
     assert received.count("READY=1") == 1, received
     ready_at = received.index("READY=1")
     assert received[ready_at + 1].startswith("STATUS=degraded")  # services up, ZooKeeper not there (no master)
