@@ -443,8 +443,9 @@ def test_session_expiry_recreates_member_and_watches_fire_again(
 
     for path in (paths.node("i-m"), paths.master("10.0.0.10")):
         wait_until(lambda p=path: owned_by_new_session(p), timeout=5, what=f"{path} re-created")
-    assert {entry["path"] for entry in master_log.named("zk_member_recreated")} == {
-        paths.node("i-m"), paths.master("10.0.0.10")}
+    recreated = {paths.node("i-m"), paths.master("10.0.0.10")}
+    wait_until(lambda: {entry["path"] for entry in master_log.named("zk_member_recreated")} == recreated,
+               timeout=2, what="zk_member_recreated logged for both znodes")
     agent_events.wait("masters", paths.master("10.0.0.10"), after=agent_mark)  # it was gone and came back
 
     # The re-armed watches fire for changes made after the expiry.
