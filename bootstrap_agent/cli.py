@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -243,15 +243,13 @@ def _connect(settings: Any, timeout: float) -> Any:
     return store
 
 
-def cmd_config(args: argparse.Namespace) -> int:
+def _with_cluster(args: argparse.Namespace, action: Callable[[Any, Any, Any], int]) -> int:
+    """Connect with this cluster's secret, run ``action(settings, document, store)``, always disconnect."""
     from bootstrap_agent.cluster import ClusterUnavailable
     from bootstrap_agent.errors import InvalidInput
-    from bootstrap_agent.schema import check_override_key, validate, with_overrides
 
     try:
         settings, document = _cluster_settings(args)
-        if args.config_command == "set":
-            check_override_key(args.key)
         store = _connect(settings, args.timeout)
     except OSError as exc:
         return _fail(f"cannot read {exc.filename}: {exc.strerror}", EXIT_INVALID)
@@ -260,7 +258,25 @@ def cmd_config(args: argparse.Namespace) -> int:
     except ClusterUnavailable as exc:
         return _fail(str(exc), EXIT_FAILED)
     try:
-        overrides = store.get_config()
+        return action(settings, document, store)
+    except ClusterUnavailable as exc:  # includes a concurrent change of the config (ConfigConflict)
+        return _fail(str(exc), EXIT_FAILED)
+    finally:
+        store.stop()
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from bootstrap_agent.errors import InvalidInput
+    from bootstrap_agent.schema import check_override_key, validate, with_overrides
+
+    if args.config_command == "set":
+        try:
+            check_override_key(args.key)
+        except InvalidInput as exc:
+            return _fail(f"refused, nothing changed: {exc}", EXIT_INVALID)
+
+    def action(settings: Any, document: Any, store: Any) -> int:
+        overrides, version = store.read_config()
         if args.config_command == "get":
             print(json.dumps(overrides.get(args.key) if args.key else overrides, indent=None if args.key else 2,
                              sort_keys=True))
@@ -269,44 +285,29 @@ def cmd_config(args: argparse.Namespace) -> int:
             value = json.loads(args.value)
         except ValueError:
             value = args.value
-        changed = dict(overrides)
-        if value is None:
-            changed.pop(args.key, None)
-        else:
+        changed = {k: v for k, v in overrides.items() if k != args.key}
+        if value is not None:
             changed[args.key] = value
         try:
             validate(with_overrides(document, changed))
         except InvalidInput as exc:
             return _fail(f"refused, nothing changed: {exc}", EXIT_INVALID)
-        store.set_config(changed, expected_version=store.config_version())
+        store.set_config(changed, expected_version=version)  # refused if someone changed it meanwhile
         print(f"{args.key} = {json.dumps(value)}")
         return EXIT_OK
-    except ClusterUnavailable as exc:
-        return _fail(str(exc), EXIT_FAILED)
-    finally:
-        store.stop()
+
+    return _with_cluster(args, action)
 
 
 def _cluster_status(args: argparse.Namespace) -> int:
-    from bootstrap_agent.cluster import ClusterUnavailable
-    from bootstrap_agent.errors import InvalidInput
+    def action(settings: Any, document: Any, store: Any) -> int:
+        return _print_members(args, settings, store.members())
 
-    try:
-        settings, _ = _cluster_settings(args)
-        store = _connect(settings, args.timeout)
-    except OSError as exc:
-        return _fail(f"cannot read {exc.filename}: {exc.strerror}", EXIT_INVALID)
-    except InvalidInput as exc:
-        return _fail(f"invalid: {exc}", EXIT_INVALID)
-    except ClusterUnavailable as exc:
-        return _fail(str(exc), EXIT_FAILED)
-    try:
-        members = store.members()
-    except ClusterUnavailable as exc:
-        return _fail(str(exc), EXIT_FAILED)
-    finally:
-        store.stop()
-    rows = sorted((m for m in members), key=lambda m: (m.role != "master", m.ip))
+    return _with_cluster(args, action)
+
+
+def _print_members(args: argparse.Namespace, settings: Any, members: Any) -> int:
+    rows = sorted(members, key=lambda m: (m.role != "master", m.ip))
     if args.json:
         print(json.dumps({"cluster": settings.cluster, "members": [
             {"uuid": m.uuid, "role": m.role, "ip": m.ip, "hostname": m.hostname, "state": m.state,
