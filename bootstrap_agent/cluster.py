@@ -1034,7 +1034,12 @@ class ClusterStore:
             raise ClusterUnavailable(f"{what}: the ZooKeeper session is closed")
         if not self._started:
             raise ClusterUnavailable(f"{what}: the ZooKeeper session is not started")
-        if self._connected.wait(max(0.0, deadline - time.monotonic())) and not self._closing.is_set():
+        with self._cond:  # woken by every session state change and by stop()
+            self._cond.wait_for(lambda: self._connected.is_set() or self._closing.is_set(),
+                                max(0.0, deadline - time.monotonic()))
+        if self._closing.is_set():
+            raise ClusterUnavailable(f"{what}: the ZooKeeper session is closed")
+        if self._connected.is_set():
             return
         raise ClusterUnavailable(f"{what}: no ZooKeeper session at {self.hosts} within {self.call_timeout:g} s")
 

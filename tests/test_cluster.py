@@ -142,6 +142,7 @@ def make_store() -> Iterator[StoreFactory]:
     yield make
     for store in reversed(stores):
         store.stop()
+    assert not any(store._worker.is_alive() for store in stores), "a store's worker thread outlived stop()"
 
 
 @pytest.fixture
