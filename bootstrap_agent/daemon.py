@@ -37,7 +37,7 @@ from bootstrap_agent.once import (
     save_status,
 )
 from bootstrap_agent.plan import Layout, Peers, plan
-from bootstrap_agent.schema import PRIVATE_NETWORKS, Settings, validate, with_overrides
+from bootstrap_agent.schema import Settings, validate, with_overrides
 from bootstrap_agent.sdnotify import Notifier
 from bootstrap_agent.state import State
 
@@ -51,17 +51,6 @@ class DaemonOptions:
     zk_call_timeout: float = 5.0
     zk_session_timeout: float = 10.0
     restart_lock_timeout: float = 1.0  # waiting longer only delays the loop; the next pass asks again
-
-
-def ip_in_cluster(ip: str) -> bool:
-    """Peers must live in a private network, like the masters; anything else is not one of ours."""
-    import ipaddress
-
-    try:
-        address = ipaddress.IPv4Address(ip)
-    except ValueError:
-        return False
-    return any(address in net for net in PRIVATE_NETWORKS)
 
 
 class Daemon:
@@ -218,7 +207,7 @@ class Daemon:
         settings = self.inputs.settings
         hosts = ",".join(f"{ip}:2181" for ip in settings.masters)
         self.store = ClusterStore(
-            hosts, settings.cluster, settings.secret, on_event=self.enqueue, log=self.log, ip_ok=ip_in_cluster,
+            hosts, settings.cluster, settings.secret, on_event=self.enqueue, log=self.log,
             call_timeout=self.options.zk_call_timeout, session_timeout=self.options.zk_session_timeout,
         )
         self.store.start()
@@ -284,7 +273,8 @@ class Daemon:
 
     def _report(self, state: str, reason: str, services: dict[str, str]) -> None:
         """Tell systemd and the cluster how this node is; ZooKeeper being away is no reason to fail."""
-        from bootstrap_agent.cluster import ClusterUnavailable, Member
+        from bootstrap_agent.cluster import ClusterUnavailable
+        from bootstrap_agent.member import Member
 
         status = state if not reason else f"{state}: {reason}"
         if state in ("ready", "degraded") and services and not self.ready_sent:

@@ -32,9 +32,8 @@ from bootstrap_agent.cluster import (
     ClusterUnavailable,
     ConfigConflict,
     ConfigInvalid,
-    Member,
-    PeerInvalid,
 )
+from bootstrap_agent.member import Member, PeerInvalid
 from tests.support.zookeeper import ZooKeeperServer
 
 SECRET = "s3cret-for-tests-0123456789"
@@ -376,7 +375,8 @@ def test_member_of_a_killed_process_disappears_within_the_session_timeout(
     setup.ensure_tree()
     script = f"""
 import sys, time
-from bootstrap_agent.cluster import ClusterStore, Member
+from bootstrap_agent.cluster import ClusterStore
+from bootstrap_agent.member import Member
 class Quiet:
     def info(self, event, **fields): pass
     warning = error = info
