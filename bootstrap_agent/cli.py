@@ -142,10 +142,10 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from bootstrap_agent import facts as facts_mod
-    from bootstrap_agent import logs
-    from bootstrap_agent.errors import InvalidInput
+    from bootstrap_agent import logs, tls
+    from bootstrap_agent.errors import InvalidInput, SourceUnavailable
     from bootstrap_agent.install import install, write_atomic
-    from bootstrap_agent.plan import Layout, plan
+    from bootstrap_agent.plan import DASHBOARD_CERT, DASHBOARD_KEY, Layout, plan
     from bootstrap_agent.schema import parse_user_data
 
     logs.configure(args.log_level)
@@ -157,11 +157,21 @@ def cmd_render(args: argparse.Namespace) -> int:
         else:
             facts = facts_mod.gather(facts_mod.InstanceMeta("unknown"), preferred_ips=settings.masters)
         peers = _load_peers(args.peers) if args.peers else None
+        if settings.role == "master" and not settings.dashboard.tls_certificate and facts.tls is None:
+            # What a node makes for itself at first boot; rendering into the same folder again keeps it.
+            out_root = Layout(str(args.out))
+            try:
+                pair = (Path(out_root.path(DASHBOARD_CERT)).read_text(), Path(out_root.path(DASHBOARD_KEY)).read_text())
+            except FileNotFoundError:
+                pair = tls.generate(f"{settings.cluster}-dashboard", facts.ip)
+            facts = facts_mod.with_tls(facts, pair)
         desired = plan(settings, facts, peers, Layout("/"))
     except OSError as exc:
         return _fail(f"cannot read {exc.filename}: {exc.strerror}", EXIT_INVALID)
     except InvalidInput as exc:
         return _fail(f"invalid input: {exc}", EXIT_INVALID)
+    except SourceUnavailable as exc:
+        return _fail(str(exc), EXIT_FAILED)
     out = Layout(str(args.out))
     existed = {f.path for f in desired.files if Path(out.path(f.path)).exists()}
     result = install(desired.files, out)

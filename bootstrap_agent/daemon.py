@@ -180,7 +180,7 @@ class Daemon:
             return
         if self.inputs and inputs.settings.cluster != self.inputs.settings.cluster:
             self.log.error("cluster_changed", previous=self.inputs.settings.cluster, now=inputs.settings.cluster)
-        commit_inputs(self.state, inputs, self.log)
+        commit_inputs(self.state, inputs, facts, self.log)
         self.inputs, self.facts = inputs, facts
 
     def _effective_settings(self, problems: list[str]) -> Settings:

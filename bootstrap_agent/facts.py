@@ -43,6 +43,7 @@ class Facts:
     availability_zone: str | None = None
     instance_name: str | None = None
     s3_credentials: TemporaryCredentials | None = field(default=None, repr=False)
+    tls: tuple[str, str] | None = field(default=None, repr=False)  # this instance's self-signed (cert, key)
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,10 @@ FACT_KEYS = frozenset({
 
 def with_credentials(facts: Facts, credentials: TemporaryCredentials | None) -> Facts:
     return replace(facts, s3_credentials=credentials)
+
+
+def with_tls(facts: Facts, pair: tuple[str, str] | None) -> Facts:
+    return replace(facts, tls=pair)
 
 
 def load(path: str | os.PathLike[str]) -> Facts:

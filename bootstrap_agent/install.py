@@ -30,7 +30,7 @@ def install(files: Iterable[DesiredFile], layout: Layout) -> InstallResult:
     for desired in files:
         target = Path(layout.path(desired.path))
         try:
-            if _install_one(desired, target):
+            if _install_one(desired, target, layout.root):
                 result.changed.append(desired.path)
         except CheckFailed as exc:
             result.failed[desired.path] = str(exc)
@@ -43,10 +43,11 @@ class CheckFailed(Exception):
     pass
 
 
-def _install_one(desired: DesiredFile, target: Path) -> bool:
+def _install_one(desired: DesiredFile, target: Path, root: str) -> bool:
     try:
         stat = target.stat()
-        if (stat.st_mode & 0o7777) == desired.mode and target.read_bytes() == desired.content:
+        if ((stat.st_mode & 0o7777) == desired.mode and target.read_bytes() == desired.content
+                and (not desired.group or stat.st_gid == _gid(desired.group))):
             return False
         exists = True
     except FileNotFoundError:
@@ -54,8 +55,10 @@ def _install_one(desired: DesiredFile, target: Path) -> bool:
     target.parent.mkdir(parents=True, exist_ok=True)
     staged = write_staged(target, desired.content, desired.mode)
     try:
+        if desired.group:
+            os.chown(staged, 0, _gid(desired.group))
         if desired.check:
-            problem = CHECKERS[desired.check](staged)
+            problem = CHECKERS[desired.check](staged, root)
             if problem:
                 raise CheckFailed(f"{desired.check} check failed: {problem}")
         if exists:
@@ -101,3 +104,13 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _gid(group: str) -> int:
+    """The group's id; a group missing on this machine (a bare test root) leaves the file to root."""
+    import grp
+
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        return 0

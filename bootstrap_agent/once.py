@@ -16,9 +16,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from bootstrap_agent import DEFAULT_METADATA_URL, DEFAULT_USER_DATA_URL, logs
+from bootstrap_agent import DEFAULT_METADATA_URL, DEFAULT_USER_DATA_URL, logs, tls
 from bootstrap_agent.errors import InvalidInput, SourceUnavailable
-from bootstrap_agent.facts import Facts, InstanceMeta, gather, with_credentials
+from bootstrap_agent.facts import Facts, InstanceMeta, gather, with_credentials, with_tls
 from bootstrap_agent.install import install
 from bootstrap_agent.metadata import Fetched, Retry, fetch_meta_data, fetch_security_key, fetch_user_data
 from bootstrap_agent.plan import DesiredService, Layout, Peers, Plan, plan
@@ -78,8 +78,14 @@ def read_inputs(options: Options, state: State, log: Any) -> Inputs:
 
 
 def node_facts(options: Options, settings: Settings, meta: InstanceMeta, log: Any) -> Facts:
-    """This machine's facts, plus the agency's temporary keys when the cluster uses them."""
+    """This machine's facts, plus the agency's temporary keys when the cluster uses them, plus a master's
+    own dashboard certificate when the user-data brings none."""
     facts = gather(meta, preferred_ips=settings.masters, ip=options.ip)
+    if settings.role == "master" and not settings.dashboard.tls_certificate:
+        state = State(Layout(options.root))
+        first_boot = state.is_first_boot(meta.uuid)  # another instance's pair is not ours
+        pair = None if first_boot else tls.load(state.dir / "tls")
+        facts = with_tls(facts, pair or tls.generate(f"{settings.cluster}-dashboard", facts.ip))
     if settings.credentials and settings.credentials.source == "agency" and settings.alluxio:
         keys = fetch_security_key(options.metadata_url, options.retry)
         logs.register_secrets(keys.secret, keys.token)
@@ -87,7 +93,7 @@ def node_facts(options: Options, settings: Settings, meta: InstanceMeta, log: An
     return facts
 
 
-def commit_inputs(state: State, inputs: Inputs, log: Any) -> None:
+def commit_inputs(state: State, inputs: Inputs, facts: Facts, log: Any) -> None:
     """The first writes of a pass: forget another instance's state, keep the good inputs for next time."""
     if state.is_first_boot(inputs.meta.uuid):
         log.info("first_boot", instance_uuid=inputs.meta.uuid, previous=state.instance_uuid())
@@ -95,6 +101,8 @@ def commit_inputs(state: State, inputs: Inputs, log: Any) -> None:
     state.save_meta_data(inputs.meta_raw)
     if inputs.fetched.source != "last-good":
         state.save_user_data(inputs.meta.uuid, inputs.fetched.body, inputs.fetched.source)
+    if facts.tls:
+        tls.save(state.dir / "tls", facts.tls)
 
 
 def refused(exc: InvalidInput | SourceUnavailable, stage: str, log: Any) -> Outcome:
@@ -123,7 +131,7 @@ def run_once(options: Options, log: Any) -> Outcome:
         return refused(exc, "plan", log)
     log.info("plan_ready", cluster=settings.cluster, role=settings.role, ip=facts.ip, files=len(desired.files),
              services=[s.unit for s in desired.services], user_data_source=inputs.fetched.source)
-    commit_inputs(state, inputs, log)
+    commit_inputs(state, inputs, facts, log)
     manager = make_manager(options.service_manager, layout)
     outcome = apply(desired, layout, manager, state, options.start_timeout, log)
     save_status(state, settings, facts.ip, inputs.fetched.source, outcome)

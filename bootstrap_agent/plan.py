@@ -27,10 +27,14 @@ ALLUXIO_SITE = "/opt/alluxio/conf/alluxio-site.properties"
 ALLUXIO_ENV = "/etc/default/alluxio"  # EnvironmentFile of the Alluxio units
 AWS_CREDENTIALS = "/var/lib/bootstrap-agent/aws/credentials"  # agency keys, rotated without restarts
 NGINX_DASHBOARD = "/etc/nginx/conf.d/bootstrap-agent-dashboard.conf"
+DASHBOARD_CERT = "/etc/nginx/tls/bootstrap-agent-dashboard.crt"
+DASHBOARD_KEY = "/etc/nginx/tls/bootstrap-agent-dashboard.key"
+DASHBOARD_HTPASSWD = "/etc/nginx/bootstrap-agent-dashboard.htpasswd"
 DASHBOARD_INDEX = "/var/lib/bootstrap-agent/www/index.html"
 ETC_HOSTS = "/etc/hosts"
 
-DASHBOARD_PORT = 8080  # port 80 stays the node's loopback-only metadata cache
+DASHBOARD_PORT = 443  # HTTPS; port 80 stays the node's loopback-only metadata cache
+SPARK_UI_PORT = 4040
 ZK_CLIENT_PORT = 2181
 MESOS_MASTER_PORT = 5050
 MESOS_AGENT_PORT = 5051
@@ -70,6 +74,7 @@ class DesiredFile:
     mode: int = 0o644
     check: str | None = None  # name of a checker run on the staged file (e.g. "nginx")
     secret: bool = False
+    group: str | None = None  # group owner (e.g. www-data for a 0640 file nginx workers read); owner is root
 
 
 @dataclass(frozen=True)
@@ -177,6 +182,21 @@ def _master(
         ))
         services.append(DesiredService("alluxio-proxy", inputs, ((facts.ip, ALLUXIO_PROXY_WEB),), version))
 
+    dashboard = settings.dashboard
+    if dashboard.tls_certificate and dashboard.tls_key:
+        cert, key = dashboard.tls_certificate, dashboard.tls_key
+    elif facts.tls:
+        cert, key = facts.tls
+    else:
+        raise InvalidInput("dashboard.tls_certificate", "no certificate for the dashboard: give one in the "
+                           "user-data, or let the node make its own (it does in once/run)")
+    files.append(_text(DASHBOARD_CERT, cert))
+    files.append(_text(DASHBOARD_KEY, key, mode=0o600, secret=True))
+    nginx_inputs = [NGINX_DASHBOARD, DASHBOARD_CERT, DASHBOARD_KEY]
+    if dashboard.auth and dashboard.password_hash:
+        files.append(DesiredFile(DASHBOARD_HTPASSWD, f"{dashboard.user}:{dashboard.password_hash}\n".encode(),
+                                 0o640, secret=True, group="www-data"))
+        nginx_inputs.append(DASHBOARD_HTPASSWD)
     www = layout.path(posixpath.dirname(DASHBOARD_INDEX))
     members = sorted(peers.members, key=lambda m: (m.get("role") != "master", str(m.get("ip")), str(m.get("uuid"))))
     worker_web = ALLUXIO_WORKER_PORTS[settings.alluxio.version][-1] if settings.alluxio else None
@@ -186,10 +206,13 @@ def _master(
     )))
     files.append(_text(NGINX_DASHBOARD, render(
         "nginx-dashboard.conf.j2", cluster=settings.cluster, ip=facts.ip, port=DASHBOARD_PORT, www_dir=www,
-        alluxio=settings.alluxio is not None,
+        alluxio=settings.alluxio is not None, spark_ui_port=SPARK_UI_PORT,
+        cert=layout.path(DASHBOARD_CERT), key=layout.path(DASHBOARD_KEY),
+        auth="off" if not dashboard.auth else ("on" if dashboard.password_hash else "locked"),
+        htpasswd=layout.path(DASHBOARD_HTPASSWD),
     ), check="nginx"))
     # index.html is served as a file: a new landing page needs no reload.
-    services.append(DesiredService("nginx", (NGINX_DASHBOARD,), ((facts.ip, DASHBOARD_PORT),), reload=True))
+    services.append(DesiredService("nginx", tuple(nginx_inputs), ((facts.ip, DASHBOARD_PORT),), reload=True))
 
 
 # --- agents ----------------------------------------------------------------------------------------------

@@ -70,6 +70,18 @@ class Credentials:
 
 
 @dataclass(frozen=True)
+class DashboardSettings:
+    """The master's HTTPS dashboards. Auth is on unless the user-data turns it off explicitly; without a
+    password hash the dashboards stay locked rather than open."""
+
+    auth: bool = True
+    user: str = "admin"
+    password_hash: str | None = field(default=None, repr=False)
+    tls_certificate: str | None = None
+    tls_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class Settings:
     cluster: str
     role: Role
@@ -78,12 +90,14 @@ class Settings:
     mesos: MesosSettings = MesosSettings()
     alluxio: AlluxioSettings | None = None
     credentials: Credentials | None = None
+    dashboard: DashboardSettings = DashboardSettings()
 
     def secrets(self) -> tuple[str, ...]:
         """Every value that must never reach a log line or a world-readable file."""
         values = [self.secret]
         if self.credentials and self.credentials.secret_access_key:
             values.append(self.credentials.secret_access_key)
+        values.extend(v for v in (self.dashboard.password_hash, self.dashboard.tls_key) if v)
         return tuple(values)
 
 
@@ -181,6 +195,7 @@ def validate(document: Any) -> Settings:
     mesos = _mesos(top.get("mesos", {}))
     alluxio = _alluxio(top["alluxio"]) if "alluxio" in top else None
     credentials = _credentials(top["credentials"]) if "credentials" in top else None
+    dashboard = _dashboard(top["dashboard"]) if "dashboard" in top else DashboardSettings()
     if alluxio is not None:
         if alluxio.version == "1.8" and len(masters) > 1:
             raise InvalidInput(
@@ -204,10 +219,25 @@ def validate(document: Any) -> Settings:
         mesos=mesos,
         alluxio=alluxio,
         credentials=credentials,
+        dashboard=dashboard,
     )
 
 
-TOP_KEYS = frozenset({"schema", "cluster", "role", "masters", "secret", "mesos", "alluxio", "credentials"})
+TOP_KEYS = frozenset(
+    {"schema", "cluster", "role", "masters", "secret", "mesos", "alluxio", "credentials", "dashboard"}
+)
+DASHBOARD_KEYS = frozenset({"auth", "user", "password_hash", "tls_certificate", "tls_key"})
+DASHBOARD_USER = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
+# Hashes nginx's auth_basic_user_file understands on Debian 12 (its own $apr1$, glibc/libxcrypt crypt(),
+# salted SHA). {PLAIN} and unsalted {SHA} are refused: a leaked user-data must not leak the password too.
+PASSWORD_HASH = re.compile(
+    r"^(\$apr1\$[./0-9A-Za-z]{1,8}\$[./0-9A-Za-z]{22}"
+    r"|\$(?:5|6)\$(?:rounds=\d{4,9}\$)?[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{43,86}"
+    r"|\$2[aby]\$\d{2}\$[./0-9A-Za-z]{53}"
+    r"|\$y\$[./0-9A-Za-z]+\$[./0-9A-Za-z]+\$[./0-9A-Za-z]{43}"
+    r"|\{SSHA\}[A-Za-z0-9+/=]{28,})$"
+)
+PEM_TEXT = re.compile(r"^(?:-----BEGIN ([A-Z ]+)-----\n[A-Za-z0-9+/=\n]+-----END \1-----\n)+$")
 MESOS_KEYS = frozenset({"version", "containerizers", "attributes", "agent_flags", "master_flags"})
 ALLUXIO_KEYS = frozenset({"version", "root_ufs", "s3_endpoint", "block_size", "worker_ramdisk"})
 CREDENTIAL_KEYS = frozenset({"source", "access_key_id", "secret_access_key"})
@@ -323,6 +353,43 @@ def _credentials(value: Any) -> Credentials:
             raise InvalidInput(path, "must be 8-256 characters of A-Z, a-z, 0-9, '+/=._-'")
         keys[key] = text
     return Credentials("keys", keys["access_key_id"], keys["secret_access_key"])
+
+
+def _dashboard(value: Any) -> DashboardSettings:
+    obj = _object(value, "dashboard", DASHBOARD_KEYS)
+    auth = obj.get("auth", True)
+    if not isinstance(auth, bool):
+        raise InvalidInput("dashboard.auth", f"expected true or false, got {_kind(auth)}")
+    user = _string(obj.get("user", "admin"), "dashboard.user")
+    if not DASHBOARD_USER.match(user):
+        raise InvalidInput("dashboard.user", "1-32 characters of A-Z, a-z, 0-9, '._-'")
+    password_hash = None
+    if "password_hash" in obj:
+        password_hash = _string(obj["password_hash"], "dashboard.password_hash")
+        if not PASSWORD_HASH.match(password_hash):
+            raise InvalidInput("dashboard.password_hash", "not a password hash nginx accepts "
+                               "($apr1$ from 'openssl passwd -apr1', $5$/$6$ from 'openssl passwd -6', bcrypt, "
+                               "yescrypt or {SSHA}); plain text and {SHA} are refused")
+    certificate = _pem(obj["tls_certificate"], "dashboard.tls_certificate", "CERTIFICATE") \
+        if "tls_certificate" in obj else None
+    key = _pem(obj["tls_key"], "dashboard.tls_key", "PRIVATE KEY") if "tls_key" in obj else None
+    if (certificate is None) != (key is None):
+        missing = "dashboard.tls_key" if key is None else "dashboard.tls_certificate"
+        raise InvalidInput(missing, "tls_certificate and tls_key come together")
+    return DashboardSettings(auth, user, password_hash, certificate, key)
+
+
+def _pem(value: Any, path: str, kind: str) -> str:
+    """PEM text: the one place where user-data strings may hold newlines (and nothing else unusual)."""
+    if not isinstance(value, str):
+        raise InvalidInput(path, f"expected a PEM string, got {_kind(value)}")
+    text = value.replace("\r\n", "\n").strip() + "\n"
+    if not PEM_TEXT.match(text):
+        raise InvalidInput(path, "not PEM: only -----BEGIN ...----- / -----END ...----- blocks of base64")
+    first = text[len("-----BEGIN "):text.index("-----\n")]
+    if not first.endswith(kind):
+        raise InvalidInput(path, f"expected a {kind} block, got {first}")
+    return text
 
 
 # --- small typed readers ---------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 A master and several agents run as daemons in one test network (see tests/support/daemon_node.py); the
 master's ZooKeeper is the real one its own daemon started. Assertions come from what users see: the member
-znodes, the master's dashboard over HTTP, `status --cluster`, the daemons' own logs.
+znodes, the master's dashboard over HTTPS, `status --cluster`, the daemons' own logs.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from kazoo.client import KazooClient
 
-from tests.support.daemon_node import MASTER_IP, SECRET, DaemonNode, cluster_user_data
+from tests.support.daemon_node import DASHBOARD_AUTH, MASTER_IP, SECRET, DaemonNode, cluster_user_data
 from tests.support.metadata_server import MetadataServer
 from tests.support.netns import TestNode
 
@@ -81,7 +81,7 @@ def members(net: TestNode) -> dict[str, dict[str, Any]]:
 
 
 def dashboard(net: TestNode) -> str:
-    response = net.http_get(f"http://{MASTER_IP}:8080/")
+    response = net.https_get(f"https://{MASTER_IP}/", auth=DASHBOARD_AUTH)
     assert response.status == 200
     return response.body.decode()
 

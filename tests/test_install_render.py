@@ -99,10 +99,12 @@ def test_render_writes_what_once_would_install(tmp_path: Path) -> None:
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert files == [
         "etc/default/mesos-master", "etc/hosts", "etc/nginx/conf.d/bootstrap-agent-dashboard.conf",
+        "etc/nginx/tls/bootstrap-agent-dashboard.crt", "etc/nginx/tls/bootstrap-agent-dashboard.key",
         "etc/zookeeper/conf/zoo.cfg", "opt/alluxio/conf/alluxio-site.properties", "services.json",
         "var/lib/bootstrap-agent/www/index.html", "var/lib/zookeeper/myid",
     ]
     assert mode(out / "opt/alluxio/conf/alluxio-site.properties") == 0o600
+    assert mode(out / "etc/nginx/tls/bootstrap-agent-dashboard.key") == 0o600
     assert "dataDir=/var/lib/zookeeper" in (out / "etc/zookeeper/conf/zoo.cfg").read_text()  # node paths, not DIR
     services = json.loads((out / "services.json").read_text())
     assert services["start"] == ["zookeeper", "mesos-master", "alluxio-master", "alluxio-proxy", "nginx"]

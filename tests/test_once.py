@@ -45,8 +45,8 @@ def test_master_configures_itself_and_runs_its_services(make_node: Callable[...,
     assert status == 200 and state["flags"]["zk"] == f"zk://{MASTER_IP}:2181/mesos" and state["flags"]["quorum"] == "1"
     status, body = node.get(f"http://{MASTER_IP}:19999/api/v1/master/info")
     assert status == 200 and S3_SECRET not in body.decode()
-    status, body = node.get(f"http://{MASTER_IP}:8080/")
-    assert status == 200 and b"Cluster eo-once" in body
+    locked = node.ns.https_get(f"https://{MASTER_IP}/")  # no password hash in this user-data: locked, not open
+    assert locked.status == 403 and b"dashboard.password_hash" in locked.body
 
     site = node.root / "opt/alluxio/conf/alluxio-site.properties"
     assert stat.S_IMODE(site.stat().st_mode) == 0o600
@@ -283,3 +283,35 @@ def test_agency_credentials_come_from_the_metadata_service_and_rotate_without_re
     run = node.once()
     assert run.returncode == 1 and "agency credentials unavailable" in run.stderr.splitlines()[-1]
     assert node.snapshot() == before and node.pids() == pids
+
+
+def test_master_dashboard_is_https_with_its_own_certificate_and_basic_auth(make_node: Callable[..., Node]) -> None:
+    data = user_data("master")
+    data["dashboard"] = {"user": "eo", "password_hash": "$apr1$3vT8N4I8$9hN9WDxB1VEkoHsYu3HHn0"}  # secretpw
+    node = make_node("master", data=data)
+    run = node.once()
+    assert run.returncode == 0, run.stderr
+    url = f"https://{MASTER_IP}/"
+    assert node.ns.https_get(url).status == 401
+    assert node.ns.https_get(url, auth=("eo", "wrong")).status == 401
+    page = node.ns.https_get(url, auth=("eo", "secretpw"))
+    assert page.status == 200 and b"Cluster eo-once" in page.body
+    mesos = node.ns.https_get(f"https://{MASTER_IP}/mesos/state", auth=("eo", "secretpw"))
+    assert mesos.status == 200 and json.loads(mesos.body)["flags"]["quorum"] == "1"  # proxied read-only view
+
+    # The certificate is this instance's own, kept in the agent's state, and the same on the next pass.
+    own = (node.root / "var/lib/bootstrap-agent/tls/dashboard.crt").read_text()
+    assert page.header("x-test-peer-certificate") == own
+    key = node.root / "etc/nginx/tls/bootstrap-agent-dashboard.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    htpasswd = node.root / "etc/nginx/bootstrap-agent-dashboard.htpasswd"
+    assert stat.S_IMODE(htpasswd.stat().st_mode) == 0o640
+    assert node.once().returncode == 0
+    assert node.ns.https_get(url, auth=("eo", "secretpw")).header("x-test-peer-certificate") == own
+
+    # Turning auth off has to be said explicitly.
+    data["dashboard"] = {"auth": False}
+    node.set_user_data(data)
+    run = node.once()
+    assert run.returncode == 0 and run.units("reloaded") == ["nginx"]
+    assert node.ns.https_get(url).status == 200

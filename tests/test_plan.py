@@ -28,6 +28,7 @@ from bootstrap_agent.services.envfile import parse_environment_file
 from bootstrap_agent.sizes import GiB, MiB, parse_size
 from bootstrap_agent.templates import properties_escape
 
+MASTER_IP = "10.20.0.10"
 MASTERS = ["10.20.0.10", "10.20.0.11", "10.20.0.12", "10.20.0.13", "10.20.0.14"]
 
 
@@ -47,12 +48,15 @@ def user_data(role: str = "agent", masters: int = 1, alluxio: str | None = "2.9"
     return data
 
 
+OWN_CERT = "-----BEGIN CERTIFICATE-----\nb3du\n-----END CERTIFICATE-----\n"  # the node's self-signed pair
+OWN_KEY = "-----BEGIN PRIVATE KEY-----\nb3du\n-----END PRIVATE KEY-----\n"
 AGENCY_KEYS = TemporaryCredentials("TEMPAK0001", "temp-secret-0001", "temp-token-0001", "2030-01-01T00:00:00Z")
 
 
 def facts(ip: str = "10.20.0.50", memory: int = 32 * GiB, cpus: int = 8,
           keys: TemporaryCredentials | None = AGENCY_KEYS) -> Facts:
-    return Facts(ip=ip, hostname="node-1", cpus=cpus, memory=memory, instance_uuid="uuid-1", s3_credentials=keys)
+    return Facts(ip=ip, hostname="node-1", cpus=cpus, memory=memory, instance_uuid="uuid-1", s3_credentials=keys,
+                 tls=(OWN_CERT, OWN_KEY))
 
 
 def text(p: Plan, path: str) -> str:
@@ -270,3 +274,36 @@ def test_templates_refuse_undefined_values() -> None:
         environment().from_string("dataDir={{ data_dir }}\n").render()
     with pytest.raises(jinja2.UndefinedError):
         render("zoo.cfg.j2", cluster="c")  # a template rendered without one of its values fails, never writes ""
+
+
+def test_dashboard_tls_and_auth() -> None:
+    from bootstrap_agent.plan import DASHBOARD_CERT, DASHBOARD_HTPASSWD, DASHBOARD_KEY, NGINX_DASHBOARD
+
+    master = facts(ip=MASTER_IP)
+    locked = plan(validate(user_data("master")), master)
+    conf = text(locked, NGINX_DASHBOARD)
+    assert "listen 10.20.0.10:443 ssl;" in conf and "return 403" in conf and "proxy_pass" not in conf
+    assert text(locked, DASHBOARD_CERT) == OWN_CERT and locked.file(DASHBOARD_KEY).mode == 0o600
+    assert DASHBOARD_HTPASSWD not in [f.path for f in locked.files]
+
+    hashed = "$apr1$3vT8N4I8$9hN9WDxB1VEkoHsYu3HHn0"
+    given_cert = "-----BEGIN CERTIFICATE-----\nZ2l2ZW4=\n-----END CERTIFICATE-----\n"
+    given_key = "-----BEGIN EC PRIVATE KEY-----\nZ2l2ZW4=\n-----END EC PRIVATE KEY-----\n"
+    data = user_data("master", dashboard={"user": "eo", "password_hash": hashed, "tls_certificate": given_cert,
+                                          "tls_key": given_key})
+    open_ = plan(validate(data), master)
+    conf = text(open_, NGINX_DASHBOARD)
+    assert "auth_basic_user_file" in conf and "return 403" not in conf
+    htpasswd = open_.file(DASHBOARD_HTPASSWD)
+    assert htpasswd.content == f"eo:{hashed}\n".encode() and htpasswd.mode == 0o640 and htpasswd.group == "www-data"
+    assert text(open_, DASHBOARD_CERT) == given_cert and text(open_, DASHBOARD_KEY) == given_key  # user-data wins
+    nginx = next(s for s in open_.services if s.unit == "nginx")
+    assert set(nginx.inputs) == {NGINX_DASHBOARD, DASHBOARD_CERT, DASHBOARD_KEY, DASHBOARD_HTPASSWD}
+
+    off = plan(validate(user_data("master", dashboard={"auth": False})), master)
+    assert "auth_basic" not in text(off, NGINX_DASHBOARD) and "return 403" not in text(off, NGINX_DASHBOARD)
+
+    with pytest.raises(InvalidInput) as info:
+        plan(validate(user_data("master")), Facts(ip=MASTER_IP, hostname="m", cpus=2, memory=8 * GiB,
+                                                   instance_uuid="u"))
+    assert info.value.path == "dashboard.tls_certificate"

@@ -111,6 +111,19 @@ BAD: list[tuple[str, Any, str]] = [
     ("credentials.access_key_id", ..., "credentials.access_key_id"),
     ("credentials.access_key_id", "", "credentials.access_key_id"),
     ("credentials.secret_access_key", "has space in it", "credentials.secret_access_key"),
+    ("dashboard", True, "dashboard"),
+    ("dashboard.auth", "no", "dashboard.auth"),
+    ("dashboard.auth", 0, "dashboard.auth"),
+    ("dashboard.user", "ad:min", "dashboard.user"),
+    ("dashboard.user", "", "dashboard.user"),
+    ("dashboard.password_hash", "{PLAIN}secretpw", "dashboard.password_hash"),
+    ("dashboard.password_hash", "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=", "dashboard.password_hash"),
+    ("dashboard.password_hash", "secretpw", "dashboard.password_hash"),
+    ("dashboard.password_hash", "$apr1$3vT8N4I8$9hN9WDxB1VEkoHsYu3HHn0\nroot:x", "dashboard.password_hash"),
+    ("dashboard.tls_certificate", "-----BEGIN CERTIFICATE-----\nabc\n-----END CERTIFICATE-----\n",
+     "dashboard.tls_key"),
+    ("dashboard.tls_key", "-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n", "dashboard.tls_certificate"),
+    ("dashboard.theme", "dark", "dashboard.theme"),
 ]
 
 
@@ -230,3 +243,30 @@ def test_any_value_anywhere_is_valid_or_named(path: str, value: Any) -> None:
 def test_any_bytes_are_valid_or_refused(raw: bytes) -> None:
     with contextlib.suppress(InvalidInput):
         parse_user_data(raw)
+
+
+def test_dashboard_certificates_must_be_pem_and_match_their_kind() -> None:
+    cert = "-----BEGIN CERTIFICATE-----\nYWJj\n-----END CERTIFICATE-----\n"
+    key = "-----BEGIN PRIVATE KEY-----\nYWJj\n-----END PRIVATE KEY-----\n"
+    ok = validate(with_("dashboard", {"tls_certificate": cert, "tls_key": key}))
+    assert ok.dashboard.tls_certificate == cert and key in ok.secrets()
+    for bad_cert, bad_key, named in (
+        (key, key, "dashboard.tls_certificate"),  # a key where the certificate goes
+        (cert, cert, "dashboard.tls_key"),
+        ("not pem", key, "dashboard.tls_certificate"),
+        (cert.replace("YWJj", "Y W"), key, "dashboard.tls_certificate"),
+        (cert + "server { }\n", key, "dashboard.tls_certificate"),  # nothing but PEM blocks
+        (cert.replace("-----END CERTIFICATE-----", "-----END PRIVATE KEY-----"), key, "dashboard.tls_certificate"),
+    ):
+        with pytest.raises(InvalidInput) as info:
+            validate(with_("dashboard", {"tls_certificate": bad_cert, "tls_key": bad_key}))
+        assert info.value.path == named
+
+
+def test_dashboard_hash_formats_nginx_reads() -> None:
+    for good in ("$apr1$3vT8N4I8$9hN9WDxB1VEkoHsYu3HHn0",
+                 "$6$M.9f/SrHFbfRgotR$nnnkqEb7kuMjOwGDKOi6uCP0WBmUTMMvk5E6zgPf/sliQX1SficHoEJgXnGLvNMYAb8CxHFn"
+                 "/BGcEEDoQmM/a0"):
+        assert validate(with_("dashboard.password_hash", good)).dashboard.password_hash == good
+    assert validate(with_("dashboard.auth", False)).dashboard.auth is False
+    assert validate(base()).dashboard.auth is True  # on unless turned off explicitly

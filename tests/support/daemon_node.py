@@ -27,12 +27,15 @@ from .node import write_image_nginx
 
 SECRET = "daemon-test-secret-0123456789"
 MASTER_IP = "10.88.0.10"
+DASHBOARD_AUTH = ("admin", "secretpw")
+DASHBOARD_HASH = "$apr1$3vT8N4I8$9hN9WDxB1VEkoHsYu3HHn0"  # openssl passwd -apr1 -salt 3vT8N4I8 secretpw
 
 
 def cluster_user_data(role: str, *, alluxio: bool = False, **mesos: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "schema": 1, "cluster": "eo-live", "role": role, "masters": [MASTER_IP], "secret": SECRET,
         "mesos": {"version": "1.11", "containerizers": ["mesos"], **mesos},
+        "dashboard": {"password_hash": DASHBOARD_HASH},
     }
     if alluxio:
         data["alluxio"] = {"version": "2.9", "root_ufs": "s3://eo-bucket/cache", "worker_ramdisk": "1GB"}

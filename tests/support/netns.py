@@ -216,6 +216,35 @@ def http_get(url: str, timeout: float = 5.0) -> HttpResponse:
         conn.close()
 
 
+def https_get(url: str, auth: tuple[str, str] | None = None, timeout: float = 5.0) -> HttpResponse:
+    """A bare HTTPS GET that accepts any certificate (the tests check the certificate themselves via
+    ``peer_certificate``), with optional HTTP basic auth."""
+    import base64
+    import ssl
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "https" or parts.hostname is None:
+        raise ValueError(f"only https://host[:port]/path URLs: {url!r}")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    conn = http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=timeout, context=context)
+    try:
+        headers = {}
+        if auth:
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        conn.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), headers=headers)
+        resp = conn.getresponse()
+        body = resp.read()
+        peer = conn.sock.getpeercert(binary_form=True) if conn.sock else None
+        headers_out = {k.lower(): v for k, v in resp.getheaders()}
+        if peer:
+            headers_out["x-test-peer-certificate"] = ssl.DER_cert_to_PEM_cert(peer)
+        return HttpResponse(resp.status, headers_out, body)
+    finally:
+        conn.close()
+
+
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     """True when a TCP connect to host:port succeeds (run it via ``node.call`` for the node's view)."""
     try:
@@ -391,6 +420,9 @@ class TestNode:
     # -- conveniences ---------------------------------------------------------------------------------------
     def http_get(self, url: str, timeout: float = 5.0) -> HttpResponse:
         return self.call(http_get, url, timeout)
+
+    def https_get(self, url: str, auth: tuple[str, str] | None = None, timeout: float = 5.0) -> HttpResponse:
+        return self.call(https_get, url, auth, timeout)
 
     def port_open(self, host: str, port: int) -> bool:
         return self.call(port_open, host, port)
