@@ -194,3 +194,27 @@ def systemd_container() -> Iterator[container.Container]:
     project_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with container.Container(rootfs, bind_ro=[*container.python_binds(), project_dir]) as booted:
         yield booted
+
+
+# -- the node image booted in the local cloud (image/local.py; bridged containers of tests/support/container.py)
+@pytest.fixture(scope="session")
+def node_image() -> Any:
+    """The local node image (``image.local``, stand-ins for Mesos/Alluxio): built on first use (~2 min cold,
+    ~20 s when only the agent changed), else from ``/var/cache/bootstrap-agent/images/``. A ``LocalImage``.
+    Skipped like ``systemd_container`` (a failure with ``BA_REQUIRE_NETNS=1``)."""
+    _require_containers()
+    from image.local import LocalBuilder
+
+    return LocalBuilder().build()
+
+
+@pytest.fixture
+def test_network() -> Iterator[container.TestNetwork]:
+    """A started ``container.TestNetwork`` (bridge without a host address, gateway and metadata namespaces),
+    closed after the test, also when it failed. Stale containers and networks of crashed runs go first."""
+    _require_containers()
+    if not _containers_cleaned:
+        container.cleanup_stale()
+        _containers_cleaned.append(True)
+    with container.TestNetwork() as net:
+        yield net

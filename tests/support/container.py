@@ -16,11 +16,22 @@ Two parts:
   ``stop()`` (also on exceptions, and at interpreter exit as a last resort) powers it off cleanly with
   SIGTERM to ``systemd-nspawn``, SIGKILLs what is left after a bounded wait, and removes the cgroup folders.
 
+Bridged containers (the local cloud): ``TestNetwork`` is a bridge in the host's network namespace that carries
+no address at all (the host takes no part in the test network), a ``gateway`` namespace holding the
+subnet's gateway address (no forwarding: nothing leaves) and a ``metadata`` namespace holding
+169.254.169.254 (plus one address of the subnet), each attached to the bridge by a veth.
+``Container(..., network=net, ip=...)`` boots with ``--network-bridge`` and a networkd file of its own
+(``Address=``, ``Gateway=``, ``LinkLocalAddressing=no`` and the on-link route to 169.254.169.254), so the
+metadata service answers at the address a cloud uses, and 169.254.169.254 is never on a host interface.
+``persistent=True`` boots from an overlay whose upper layer outlives a ``reboot()`` (``--volatile=overlay``
+would forget everything at each boot); it is removed with the container.
+
 ``python_binds()`` lists what to ``--bind-ro`` so that ``sys.executable`` (this interpreter, with all its
 packages) runs inside the container at the same path; ``PYTHONPATH`` must name the (bound) project folder.
 
-Containers are named ``ba-test-<pid of the creating process>-<n>``; ``cleanup_stale()`` removes the
-containers, cgroups and half-built rootfs folders of runs whose process is gone, and leaves live runs alone.
+Containers are named ``ba-test-<pid of the creating process>-<n>``, bridges ``ba-br-<pid>-<n>``;
+``cleanup_stale()`` removes the containers, cgroups, overlays, bridges and half-built rootfs folders of runs
+whose process is gone, and leaves live runs alone.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ import atexit
 import contextlib
 import fcntl
 import hashlib
+import ipaddress
 import itertools
 import os
 import re
@@ -45,6 +57,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from tests.support import netns
 
 CACHE_ROOT = Path("/var/cache/bootstrap-agent/test-rootfs")
 SUITE = "bookworm"
@@ -346,11 +360,181 @@ def _remove_cgroup(folder: Path, timeout: float = 5.0) -> None:
 _counter = itertools.count(1)
 _live: set[Container] = set()
 
+# -- the test network: a bridge with no host address, a gateway namespace, a metadata namespace ---------------
+METADATA_IP = "169.254.169.254"
+BRIDGE_PREFIX = "ba-br-"
+_BRIDGE_RE = re.compile(r"^ba-br-(\d+)-(\d+)$")
+_VETH_RE = re.compile(r"^ba-v(\d+)-(\d+)$")
+_net_counter = itertools.count(1)
+_live_networks: set[TestNetwork] = set()
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    if check and proc.returncode != 0:
+        raise ContainerError(f"ip {' '.join(args)}: exit {proc.returncode}: {proc.stderr.strip()}")
+    return proc
+
+
+def host_ipv4_networks() -> list[ipaddress.IPv4Interface]:
+    """Every IPv4 address (with its prefix) on an interface of the host's own network namespace."""
+    out = _ip("-4", "-o", "addr", "show").stdout
+    return [ipaddress.IPv4Interface(line.split()[3]) for line in out.splitlines() if len(line.split()) > 3]
+
+
+class TestNetwork:
+    """A subnet for bridged containers that the host takes no part in; ``start()``/``close()`` or ``with``.
+
+    * ``bridge``: ``ba-br-<pid>-<n>`` in the host's namespace, without any address (not even IPv6
+      link-local): containers join it with ``--network-bridge``; it forwards frames between its ports only.
+    * ``gateway`` (a ``TestNode``): the subnet's first address, the containers' default gateway. A new
+      namespace does not forward, so nothing the containers send leaves the test network. Tests reach the
+      containers from here (``net.gateway.call(...)``).
+    * ``metadata`` (a ``TestNode``): 169.254.169.254/32 and the subnet's last address; run the metadata
+      service here, bound to 169.254.169.254:80. Containers reach it through an on-link route (ARP on the
+      bridge is answered by this namespace), as on OTC.
+
+    ``close()`` deletes both namespaces (their veths go with them) and the bridge, also after a failure;
+    ``cleanup_stale()`` removes those of crashed runs.
+    """
+
+    __test__ = False
+
+    def __init__(self, subnet: str = "10.231.5.0/24") -> None:
+        self.subnet = ipaddress.IPv4Network(subnet)
+        hosts = list(self.subnet.hosts())
+        if len(hosts) < 4:
+            raise ValueError(f"{subnet}: too small")
+        self.gateway_ip = str(hosts[0])
+        self.metadata_subnet_ip = str(hosts[-1])
+        self.bridge = f"{BRIDGE_PREFIX}{os.getpid()}-{next(_net_counter)}"
+        self.gateway: netns.TestNode | None = None
+        self.metadata: netns.TestNode | None = None
+        self._veths: list[str] = []  # host ends, bridged
+        self._bridge_created = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"TestNetwork({self.bridge}, {self.subnet})"
+
+    def start(self) -> TestNetwork:
+        if self._bridge_created:
+            return self
+        if self._closed:
+            raise ContainerError(f"{self} was closed")
+        clash = [str(i) for i in host_ipv4_networks() if i.network.overlaps(self.subnet)]
+        if clash:
+            raise ContainerError(f"{self.subnet} overlaps addresses of this host ({', '.join(clash)}): pick another")
+        _live_networks.add(self)
+        try:
+            _ip("link", "add", self.bridge, "type", "bridge")
+            self._bridge_created = True
+            _ip("link", "set", self.bridge, "addrgenmode", "none")  # no IPv6 link-local address either
+            _ip("link", "set", self.bridge, "up")
+            prefix = self.subnet.prefixlen
+            self.gateway = netns.TestNode().start()
+            self._attach(self.gateway, [f"{self.gateway_ip}/{prefix}"])
+            self.metadata = netns.TestNode().start()
+            self._attach(self.metadata, [f"{self.metadata_subnet_ip}/{prefix}", f"{METADATA_IP}/32"])
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _attach(self, node: netns.TestNode, addresses: Sequence[str]) -> None:
+        """A veth from the bridge into ``node``'s namespace (``eth0`` there) carrying ``addresses``."""
+        host_end = f"ba-v{os.getpid()}-{next(_net_counter)}"
+        _ip("link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", node.name)
+        self._veths.append(host_end)
+        _ip("link", "set", host_end, "addrgenmode", "none")
+        _ip("link", "set", host_end, "master", self.bridge)
+        _ip("link", "set", host_end, "up")
+        for address in addresses:
+            _ip("-n", node.name, "addr", "add", address, "dev", "eth0")
+        _ip("-n", node.name, "link", "set", "eth0", "up")
+
+    def check_address(self, ip: str) -> None:
+        address = ipaddress.IPv4Address(ip)
+        if address not in self.subnet or ip in (self.gateway_ip, self.metadata_subnet_ip):
+            raise ValueError(f"{ip}: not a free container address of {self.subnet}")
+
+    def networkd_text(self, ip: str) -> str:
+        """The container's ``/etc/systemd/network/10-host0.network``."""
+        return (
+            "# test network: written by tests/support/container.py\n"
+            "[Match]\nName=host0\n\n"
+            f"[Network]\nAddress={ip}/{self.subnet.prefixlen}\nGateway={self.gateway_ip}\n"
+            "LinkLocalAddressing=no\nIPv6AcceptRA=no\n\n"
+            f"# the metadata service: on-link, answered by the metadata namespace on the bridge\n"
+            f"[Route]\nDestination={METADATA_IP}/32\n"
+        )
+
+    def links(self) -> list[str]:
+        """Host interfaces attached to the bridge (the veths of the namespaces and of the containers)."""
+        out = _ip("-o", "link", "show", "master", self.bridge, check=False).stdout
+        return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line]
+
+    def close(self) -> None:
+        """Delete the namespaces (and with them their veths), then the bridge; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        errors: list[BaseException] = []
+        # The veths first (deleting one end deletes both): a namespace is freed asynchronously, so its veth
+        # could otherwise outlive close() for a moment.
+        for link in self._veths:
+            result = _ip("link", "del", link, check=False)
+            if result.returncode != 0 and _link_exists(link):
+                errors.append(ContainerError(f"ip link del {link}: {result.stderr.strip()}"))
+        for node in (self.metadata, self.gateway):
+            if node is not None:
+                try:
+                    node.close()
+                except BaseException as exc:
+                    errors.append(exc)
+        if self._bridge_created:
+            result = _ip("link", "del", self.bridge, check=False)
+            if result.returncode != 0 and _link_exists(self.bridge):
+                errors.append(ContainerError(f"ip link del {self.bridge}: {result.stderr.strip()}"))
+        _live_networks.discard(self)
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> TestNetwork:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _link_exists(name: str) -> bool:
+    return _ip("link", "show", "dev", name, check=False).returncode == 0
+
+
+def _links_named(pattern: re.Pattern[str]) -> list[tuple[str, int]]:
+    out = _ip("-o", "link", "show", check=False).stdout
+    found = []
+    for line in out.splitlines():
+        parts = line.split(":")
+        if len(parts) < 2:
+            continue
+        name = parts[1].strip().split("@")[0]
+        match = pattern.fullmatch(name)
+        if match:
+            found.append((name, int(match.group(1))))
+    return found
+
+
 
 class Container:
     """One ``systemd-nspawn --boot`` container from a read-only ``rootfs``; ``start()``/``stop()`` or ``with``.
 
     ``bind_ro`` items are ``"PATH"`` (same path inside) or ``"SRC:DST"``, as for ``--bind-ro=``.
+    With ``network`` (a started ``TestNetwork``) and ``ip`` it is attached to that network's bridge;
+    otherwise it has ``--private-network`` (only ``lo``). ``persistent=True``: its changes survive
+    ``reboot()`` (an overlay of its own instead of ``--volatile=overlay``).
     """
 
     def __init__(
@@ -361,23 +545,39 @@ class Container:
         name: str | None = None,
         boot_timeout: float = 60.0,
         stop_timeout: float = 20.0,
+        network: TestNetwork | None = None,
+        ip: str | None = None,
+        persistent: bool = False,
+        machine_uuid: uuid.UUID | None = None,
     ) -> None:
         self.rootfs = Path(rootfs)
         self.name = name or f"{NAME_PREFIX}{os.getpid()}-{next(_counter)}"
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", self.name):
             raise ValueError(f"bad container name {self.name!r}")
+        if (network is None) != (ip is None):
+            raise ValueError("network and ip go together")
+        self.network = network
+        self.ip = ip
+        self.persistent = persistent
         self.bind_ro = [os.fspath(b) for b in bind_ro]
         self.boot_timeout = boot_timeout
         self.stop_timeout = stop_timeout
-        self.uuid = uuid.uuid4()
+        self.uuid = machine_uuid or uuid.uuid4()
         self.proc: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None  #: the container's systemd (PID 1 inside), as seen from the host
         self.boot_seconds: float | None = None
         self.boot_state: str | None = None  #: ``systemctl is-system-running`` after boot
+        self.started_at: float | None = None  #: ``time.monotonic()`` when systemd-nspawn was started (last boot)
+        self.boots = 0
         self._workdir = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
         self.log_path = self._workdir / "nspawn.log"
         self._stopped = False
         self._created_cgroups: list[Path] = []
+        self._overlay_mounted = False
+        if network is not None and ip is not None:
+            network.check_address(ip)
+            self.network_file = self._workdir / "10-host0.network"
+            self.network_file.write_text(network.networkd_text(ip))
 
     def __repr__(self) -> str:
         return f"Container({self.name}, pid={self.pid})"
@@ -386,23 +586,38 @@ class Container:
     def cgroups(self) -> list[Path]:
         return [CGROUP_ROOT / h / self.name for h in CGROUP_HIERARCHIES]
 
+    @property
+    def root_dir(self) -> Path:
+        """What systemd-nspawn boots: the rootfs itself, or the persistent overlay on top of it."""
+        return self._workdir / "overlay" / "merged" if self.persistent else self.rootfs
+
+    @property
+    def upper_dir(self) -> Path:
+        """With ``persistent``: every change the container made to its rootfs (the overlay's upper layer)."""
+        return self._workdir / "overlay" / "upper"
+
     def nspawn_argv(self) -> list[str]:
         argv = [
             "systemd-nspawn",
             "-D",
-            str(self.rootfs),
+            str(self.root_dir),
             "--boot",
             "--register=no",
             "--keep-unit",
-            "--volatile=overlay",
             "-M",
             self.name,
             f"--hostname={self.name}",
             f"--uuid={self.uuid}",
             "--console=passive",
             "--resolv-conf=off",
-            "--private-network",
         ]
+        if not self.persistent:
+            argv.append("--volatile=overlay")
+        if self.network is not None:
+            argv += [f"--network-bridge={self.network.bridge}",
+                     f"--bind-ro={self.network_file}:/etc/systemd/network/10-host0.network"]
+        else:
+            argv.append("--private-network")
         argv += [f"--bind-ro={b}" for b in self.bind_ro]
         return argv
 
@@ -413,29 +628,88 @@ class Container:
         if self._stopped:
             raise ContainerError(f"{self} was stopped")
         _live.add(self)
-        started = time.monotonic()
         try:
-            for cg in self.cgroups:
-                cg.mkdir()
-                self._created_cgroups.append(cg)
-            # The shell moves itself into the container's own cgroups, then becomes systemd-nspawn.
-            script = "".join(f'echo $$ > "{cg}/cgroup.procs" && ' for cg in self.cgroups) + 'exec "$@"'
-            with self.log_path.open("wb") as log:
-                self.proc = subprocess.Popen(
-                    ["sh", "-c", script, "sh", *self.nspawn_argv()],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # a ^C to pytest reaches pytest, which then stops us cleanly
-                    env={"PATH": os.environ.get("PATH", CONTAINER_PATH), "LC_ALL": "C.UTF-8"},
-                )
-            self.pid = self._find_systemd(started + self.boot_timeout)
-            self.boot_state = self._wait_booted(started + self.boot_timeout)
-            self.boot_seconds = time.monotonic() - started
+            if self.persistent:
+                self._mount_overlay()
+            self._boot()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _mount_overlay(self) -> None:
+        top = self._workdir / "overlay"
+        for sub in ("upper", "work", "merged"):
+            (top / sub).mkdir(parents=True, exist_ok=True)
+        options = f"lowerdir={self.rootfs},upperdir={top / 'upper'},workdir={top / 'work'}"
+        result = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(top / "merged")],
+                                capture_output=True, text=True, timeout=30, check=False)
+        if result.returncode != 0:
+            raise ContainerError(f"{self.name}: overlay mount failed: {result.stderr.strip()}")
+        self._overlay_mounted = True
+
+    def _boot(self) -> None:
+        """Start systemd-nspawn in the container's own cgroups and wait until systemd finished booting."""
+        started = time.monotonic()
+        self.started_at = started
+        for cg in self.cgroups:
+            cg.mkdir()
+            if cg not in self._created_cgroups:
+                self._created_cgroups.append(cg)
+        # The shell moves itself into the container's own cgroups, then becomes systemd-nspawn.
+        script = "".join(f'echo $$ > "{cg}/cgroup.procs" && ' for cg in self.cgroups) + 'exec "$@"'
+        with self.log_path.open("ab") as log:
+            log.write(f"--- boot {self.boots + 1}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                ["sh", "-c", script, "sh", *self.nspawn_argv()],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a ^C to pytest reaches pytest, which then stops us cleanly
+                env={"PATH": os.environ.get("PATH", CONTAINER_PATH), "LC_ALL": "C.UTF-8"},
+            )
+        self.boots += 1
+        self.pid = self._find_systemd(started + self.boot_timeout)
+        self.boot_state = self._wait_booted(started + self.boot_timeout)
+        self.boot_seconds = time.monotonic() - started
+
+    def _wait_exit(self, timeout: float) -> int:
+        """Wait for systemd-nspawn to end (SIGKILL after ``timeout``); remove the cgroups; its exit code."""
+        assert self.proc is not None
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            code = self.proc.wait(timeout=10)
+        for cg in reversed(self._created_cgroups):
+            _remove_cgroup(cg)
+        self.pid = None
+        return code
+
+    def reboot(self, timeout: float | None = None) -> float:
+        """``systemctl reboot`` inside, then boot again (same name, uuid, network and, when persistent, the
+        same disk). Returns the seconds from the reboot request until the new boot finished."""
+        if self.proc is None or self._stopped:
+            raise ContainerError(f"{self} is not running")
+        started = time.monotonic()
+        self.exec(["systemctl", "reboot"], capture_output=True, timeout=30)
+        code = self._wait_exit(timeout or self.stop_timeout)
+        if code not in (0, 133):  # 133: the container asked for a reboot
+            raise self._fail(f"systemd-nspawn exited with {code} on reboot, not 133")
+        try:
+            self._boot()
+        except BaseException:
+            self.stop()
+            raise
+        return time.monotonic() - started
+
+    def poweroff_seconds(self) -> float:
+        """Power off cleanly (SIGTERM to systemd-nspawn), like ``stop()``; the seconds it took."""
+        started = time.monotonic()
+        self.stop()
+        return time.monotonic() - started
 
     def _fail(self, what: str) -> ContainerError:
         log = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -486,7 +760,8 @@ class Container:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        """Clean poweroff (SIGTERM to systemd-nspawn), bounded; SIGKILL what is left; remove the cgroups."""
+        """Clean poweroff (SIGTERM to systemd-nspawn), bounded; SIGKILL what is left; remove the cgroups (and
+        the persistent overlay)."""
         if self._stopped:
             return
         self._stopped = True
@@ -508,7 +783,11 @@ class Container:
                 _remove_cgroup(cg)
             except BaseException as exc:
                 errors.append(exc)
-        shutil.rmtree(self._workdir, ignore_errors=True)
+        try:
+            _remove_tree(self._workdir)  # unmounts the overlay first, if there is one
+        except BaseException as exc:
+            errors.append(exc)
+        self._overlay_mounted = False
         _live.discard(self)
         if errors:
             raise errors[0]
@@ -599,7 +878,8 @@ def unavailable_reason() -> str | None:
 def cleanup_stale() -> list[str]:
     """Stop and remove ``ba-test-<pid>-<n>`` containers (and cgroups) whose creating process is gone.
 
-    Also removes their nspawn logs in the temp folder, and half-built rootfs folders of dead builds.
+    Also removes their nspawn logs and overlays in the temp folder, the bridges and veths of their test
+    networks, and half-built rootfs folders of dead builds.
     """
     removed: list[str] = []
     names: set[str] = set()
@@ -625,10 +905,15 @@ def cleanup_stale() -> list[str]:
         for cg in reversed(cgroups):
             _remove_cgroup(cg)
         removed.append(name)
-    for workdir in Path(tempfile.gettempdir()).glob(f"{NAME_PREFIX}*-*-*"):  # nspawn logs of dead runs
+    for workdir in Path(tempfile.gettempdir()).glob(f"{NAME_PREFIX}*-*-*"):  # nspawn logs, overlays of dead runs
         match = re.match(r"^ba-test-(\d+)-\d+-", workdir.name)
         if match and workdir.is_dir() and not _pid_alive(int(match.group(1))):
-            shutil.rmtree(workdir, ignore_errors=True)
+            _remove_tree(workdir)  # unmounts a persistent container's overlay first
+    for pattern in (_VETH_RE, _BRIDGE_RE):  # test networks of dead runs (their namespaces: netns.cleanup_stale)
+        for link, pid in _links_named(pattern):
+            if pid != os.getpid() and not _pid_alive(pid):
+                _ip("link", "del", link, check=False)
+                removed.append(link)
     if CACHE_ROOT.is_dir():
         with contextlib.suppress(ContainerError), _locked(CACHE_ROOT / ".lock", 0.0):  # busy: a build runs
             removed += [p.name for p in _remove_stale_builds()]
@@ -648,3 +933,6 @@ def _stop_leftovers() -> None:
     for container in list(_live):
         with contextlib.suppress(Exception):
             container.stop()
+    for network in list(_live_networks):
+        with contextlib.suppress(Exception):
+            network.close()
