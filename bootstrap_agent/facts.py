@@ -113,7 +113,8 @@ def gather(meta: InstanceMeta, preferred_ips: tuple[str, ...] = (), ip: str | No
     ip = ip or choose_ip(local, preferred_ips)
     if ip is None:
         raise InvalidInput("facts.ip", "this machine has no usable IPv4 address")
-    hostname = _short_name(meta.hostname) or socket.gethostname().split(".", 1)[0]
+    named = meta.name if meta.name and HOSTNAME.match(meta.name) else None
+    hostname = _short_name(meta.hostname) or named or socket.gethostname().split(".", 1)[0]
     if not HOSTNAME.match(hostname):
         raise InvalidInput("facts.hostname", f"{hostname!r} is not a host name (one DNS label)")
     return Facts(

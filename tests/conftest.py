@@ -161,6 +161,7 @@ def zookeeper_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKe
         server.close()
 
 
+from tests.support.daemon_node import cluster  # noqa: E402,F401  (fixture: daemons in one test network)
 from tests.support.node import make_node  # noqa: E402,F401  (fixture: a cloud node for `once`)
 
 # -- systemd in systemd-nspawn containers (tests/support/container.py) -------------------------------------

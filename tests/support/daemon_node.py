@@ -14,9 +14,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from bootstrap_agent.plan import Layout
 from bootstrap_agent.services.process import ProcessManager
@@ -114,3 +116,30 @@ class DaemonNode:
         self.stop()
         ProcessManager(Layout(str(self.root))).stop_all()
 
+
+
+AGENT_IPS = ["10.88.0.21", "10.88.0.22", "10.88.0.23"]
+
+
+@pytest.fixture
+def cluster(test_node: Callable[..., TestNode], metadata_server: Callable[..., MetadataServer],
+            tmp_path: Path) -> Iterator[Callable[..., DaemonNode]]:
+    net = test_node(MASTER_IP, *AGENT_IPS)
+    nodes: list[DaemonNode] = []
+
+    def make(role: str, ip: str, data: dict[str, Any] | None = None, uuid: str | None = None) -> DaemonNode:
+        uuid = uuid or f"uuid-{role}-{ip.rsplit('.', 1)[1]}"
+        metadata = metadata_server(net, bind="127.0.0.1", port=0,
+                                   user_data=json.dumps(data or cluster_user_data(role)).encode(),
+                                   meta_data={"uuid": uuid, "name": f"eo-live-{role}-{ip.rsplit('.', 1)[1]}",
+                                              "availability_zone": "eu-de-01"})
+        root = tmp_path / f"root-{role}-{ip}"
+        root.mkdir()
+        node = DaemonNode(net, metadata, root, ip, role, uuid)
+        nodes.append(node)
+        return node
+
+    make.net = net  # type: ignore[attr-defined]
+    yield make
+    for node in reversed(nodes):
+        node.close()
