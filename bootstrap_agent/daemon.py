@@ -144,6 +144,8 @@ class Daemon:
             return None
         self._ensure_store()
         self._refresh_cluster(problems, relist=refetch or "session" in kinds)
+        if not self.registered and not self.ready_sent and self.store is not None and self.store.connected():
+            self._report("bootstrapping", "", {})  # the cluster sees the node before its services are up
         settings = self._effective_settings(problems)
         assert self.facts is not None
         try:
@@ -296,7 +298,7 @@ class Daemon:
             else:
                 self.store.register(self.inputs.meta.uuid, member, master=self.inputs.settings.role == "master")
                 self.registered = True
-                self.log.info("member_registered", uuid=member.uuid, role=member.role)
+                self.log.info("member_registered", uuid=member.uuid, role=member.role, state=member.state)
         except ClusterUnavailable as exc:
             self.log.warning("member_report_failed", error=str(exc))
 

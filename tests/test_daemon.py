@@ -75,6 +75,7 @@ def test_agents_join_and_leave_and_the_dashboard_follows(cluster: Callable[..., 
     master.wait_for("agents on the dashboard", lambda: all(a.ip in dashboard(net) for a in agents))
     seen = members(net)
     assert {m["role"] for m in seen.values()} == {"master", "agent"} and len(seen) == 3
+    assert agents[0].events("member_registered")[0]["state"] == "bootstrapping"  # seen before its services run
     assert all(m["state"] == "ready" for m in seen.values()), seen
     assert seen[agents[0].uuid]["services"] == {"mesos-agent": "active"}
 
