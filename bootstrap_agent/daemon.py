@@ -51,6 +51,7 @@ class DaemonOptions:
     zk_call_timeout: float = 5.0
     zk_session_timeout: float = 10.0
     restart_lock_timeout: float = 1.0  # waiting longer only delays the loop; the next pass asks again
+    zk_connect_grace: float = 2.0
 
 
 class Daemon:
@@ -214,6 +215,9 @@ class Daemon:
         )
         self.store.start()
         if settings.role == "agent":
+            # A moment for the session, so the cluster sees this node bootstrapping before its services start;
+            # ZooKeeper being away only costs this grace, the services start anyway.
+            self.store.wait_connected(self.options.zk_connect_grace)
             self._ensure_watches()
 
     def _ensure_watches(self) -> None:
