@@ -164,7 +164,7 @@ class Daemon:
         state = "ready" if outcome.exit_code == 0 and not problems else "degraded"
         save_status(self.state, settings, self.facts.ip, self.inputs.fetched.source,
                     Outcome(outcome.exit_code, state, "; ".join(problems), outcome.services))
-        self._report(state, "; ".join(problems), outcome.services)
+        self._report(state, "; ".join(problems), outcome.services, services_up=outcome.exit_code == 0)
         if settings.role == "master" and self.store is not None and not self.watching:
             # Masters start their ZooKeeper in the pass above, then register and watch.
             self._ensure_watches()
@@ -277,13 +277,13 @@ class Daemon:
             self.log.warning("restart_lock_unavailable", error=str(exc))
             yield False
 
-    def _report(self, state: str, reason: str, services: dict[str, str]) -> None:
+    def _report(self, state: str, reason: str, services: dict[str, str], services_up: bool = False) -> None:
         """Tell systemd and the cluster how this node is; ZooKeeper being away is no reason to fail."""
         from bootstrap_agent.cluster import ClusterUnavailable
         from bootstrap_agent.member import Member
 
         status = state if not reason else f"{state}: {reason}"
-        if state in ("ready", "degraded") and services and not self.ready_sent:
+        if services_up and not self.ready_sent:  # the role's services run (ZooKeeper may still be away)
             self.notifier.ready(status)
             self.ready_sent = True
         else:
