@@ -300,7 +300,7 @@ def _ports_missing(service: DesiredService, manager: ServiceManager) -> list[str
     if not manager.is_active(service.unit):
         return None
     pid = manager.main_pid(service.unit)
-    owned = listening_ports(pid) if pid else None
+    owned = listening_ports(pid, {p for _, p in service.ports}) if pid else None
     if owned is None:
         return None if pid else [f"{h}:{p}" for h, p in service.ports]
     return [f"{h}:{p}" for h, p in service.ports if p not in owned]

@@ -39,24 +39,30 @@ class ServiceManager(Protocol):
         ...
 
 
-def listening_ports(pid: int) -> set[int] | None:
+def listening_ports(pid: int, wanted: set[int] | None = None) -> set[int] | None:
     """TCP ports on which ``pid`` or one of its descendants listens; ``None`` if the process is gone.
 
     A port that merely answers proves nothing: another program may hold it while the unit is failing to
-    bind. Readiness therefore asks whether the unit's own processes hold the socket.
+    bind. Readiness therefore asks whether the unit's own processes hold the socket. The main process is
+    asked first; its descendants (a scan of every process on the machine) only when it does not hold all of
+    ``wanted`` itself.
     """
     import psutil
 
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return None
-    ports: set[int] = set()
-    for process in processes:
+    def listening(process: psutil.Process) -> set[int]:
         try:
             connections = process.net_connections(kind="tcp")
         except psutil.Error:
-            continue
-        ports.update(c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN and c.laddr)
+            return set()
+        return {c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN and c.laddr}
+
+    try:
+        root = psutil.Process(pid)
+        ports = listening(root)
+        if wanted is not None and wanted <= ports:
+            return ports
+        for child in root.children(recursive=True):
+            ports |= listening(child)
+    except psutil.Error:
+        return None
     return ports
