@@ -1,0 +1,332 @@
+"""The cluster file: what the user edits (JSON or YAML), read and checked completely before any API call.
+
+Every problem is one line naming the field (``agents.max: ...``) and nothing is changed anywhere: a typo in a
+flag or a CIDR that cannot hold the masters must be caught at the desk, not after the VPC exists. The
+``mesos``, ``alluxio`` and ``credentials`` sections are passed to the nodes unchanged, so they are checked by
+building both roles' user-data with the agent's own schema code.
+
+Master addresses are not configured but derived (see ``master_ips``): they are the ZooKeeper ensemble and
+must stay fixed for the life of the cluster, so they come from the subnet by a rule nobody can get wrong.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from provision_min import userdata
+from provision_min.errors import InputError
+
+MASTER_IP_OFFSET = 10  # masters are .10, .11, ... of the subnet (network address + 10 + i)
+MASTER_COUNTS = (1, 3, 5)
+DEFAULT_DNS = ("100.125.4.25", "100.125.129.199")  # OTC's internal resolvers (also resolve the API hosts)
+WORLD = ipaddress.IPv4Network("0.0.0.0/0")
+RESERVED_ADDRESSES = 6  # network, gateway, broadcast and the cloud's own DHCP/DNS addresses, with margin
+
+REQUIRED = (
+    "cluster", "region", "availability_zone", "vpc_cidr", "subnet_cidr", "masters", "master_flavor",
+    "agent_flavor", "image_id", "key_name", "agents",
+)
+OPTIONAL = (
+    "mesos", "alluxio", "credentials", "root_volume_gb", "volume_type", "eip_bandwidth_mbit", "public_cidr",
+    "dns_servers",
+)
+CLUSTER_NAME = re.compile(r"^[a-z0-9-]{1,32}$")  # the schema's rule: the name is in every node's user-data
+REGION = re.compile(r"^[a-z0-9-]{2,32}$")
+NAME_LIKE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+VOLUME_TYPES = ("SATA", "SAS", "SSD", "co-p1", "uh-l1", "GPSSD", "ESSD")
+PRIVATE_NETWORKS = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+
+
+@dataclass(frozen=True)
+class Agents:
+    min: int
+    max: int
+    desired: int
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """A checked cluster file. ``mesos``/``alluxio``/``credentials`` are the sections handed to the nodes."""
+
+    path: Path
+    cluster: str
+    region: str
+    availability_zone: str
+    vpc_cidr: ipaddress.IPv4Network
+    subnet_cidr: ipaddress.IPv4Network
+    masters: int
+    master_flavor: str
+    agent_flavor: str
+    image_id: str
+    key_name: str
+    agents: Agents
+    mesos: dict[str, Any] = field(default_factory=dict)
+    alluxio: dict[str, Any] | None = None
+    credentials: dict[str, Any] | None = field(default=None, repr=False)
+    root_volume_gb: int = 40
+    volume_type: str = "SSD"
+    eip_bandwidth_mbit: int = 10
+    public_cidr: ipaddress.IPv4Network = WORLD
+    dns_servers: tuple[str, str] = DEFAULT_DNS
+
+    @property
+    def gateway_ip(self) -> str:
+        """The subnet's gateway: its first address, as OTC's console proposes."""
+        return str(self.subnet_cidr.network_address + 1)
+
+    @property
+    def master_ips(self) -> tuple[str, ...]:
+        """Fixed master addresses: network address + 10, + 11, ... (192.168.0.0/24 -> .10, .11, .12)."""
+        return master_ips(self.subnet_cidr, self.masters)
+
+    def user_data(self, role: str, secret: str) -> dict[str, Any]:
+        """The validated schema-1 user-data of ``role`` (``master`` or ``agent``) with ``secret``."""
+        return userdata.build(
+            cluster=self.cluster, role=role, masters=self.master_ips, secret=secret, mesos=self.mesos,
+            alluxio=self.alluxio, credentials=self.credentials,
+        )
+
+
+def master_ips(subnet: ipaddress.IPv4Network, count: int) -> tuple[str, ...]:
+    base = subnet.network_address + MASTER_IP_OFFSET
+    return tuple(str(base + i) for i in range(count))
+
+
+# --- loading ---------------------------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice is an error instead of silently winning."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} is given twice", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_document(path: Path) -> Any:
+    """The file's content as plain data: JSON for ``*.json``, YAML (safe subset) otherwise."""
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such cluster file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"{path}: not valid YAML: {problem}{where}") from None
+
+
+def load(path: Path | str) -> ClusterConfig:
+    """Read and check a cluster file; ``InputError`` (one line, naming the field) for anything wrong."""
+    path = Path(path)
+    document = read_document(path)
+    try:
+        return parse(document, path)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+def parse(document: Any, path: Path) -> ClusterConfig:
+    if not isinstance(document, dict):
+        raise InputError(f"expected a mapping of settings at the top, got {_kind(document)}")
+    for key in document:
+        if key not in REQUIRED and key not in OPTIONAL:
+            raise InputError(f"{key}: unknown key (known: {', '.join(sorted(REQUIRED + OPTIONAL))})")
+    for key in REQUIRED:
+        if key not in document:
+            raise InputError(f"{key}: required")
+
+    cluster = _string(document, "cluster")
+    if not CLUSTER_NAME.match(cluster):
+        raise InputError(f"cluster: {cluster!r} must be 1-32 characters of a-z, 0-9 and '-'")
+    region = _string(document, "region")
+    if not REGION.match(region):
+        raise InputError(f"region: {region!r} is not a region name such as eu-de")
+    zone = _string(document, "availability_zone")
+    if not REGION.match(zone):
+        raise InputError(f"availability_zone: {zone!r} is not an availability zone such as eu-de-02")
+
+    vpc_cidr = _network(document, "vpc_cidr")
+    subnet_cidr = _network(document, "subnet_cidr")
+    for name, net in (("vpc_cidr", vpc_cidr), ("subnet_cidr", subnet_cidr)):
+        if not any(net.subnet_of(private) for private in PRIVATE_NETWORKS):
+            raise InputError(f"{name}: {net} is not inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16")
+    if not subnet_cidr.subnet_of(vpc_cidr):
+        raise InputError(f"subnet_cidr: {subnet_cidr} is not inside vpc_cidr {vpc_cidr}")
+
+    masters = document["masters"]
+    if type(masters) is not int or masters not in MASTER_COUNTS:
+        raise InputError(f"masters: must be 1, 3 or 5 (a ZooKeeper quorum), got {_show(masters)}")
+
+    agents = _agents(document["agents"])
+    needed = MASTER_IP_OFFSET + masters + agents.max + RESERVED_ADDRESSES
+    if subnet_cidr.num_addresses < needed:
+        raise InputError(
+            f"subnet_cidr: {subnet_cidr} has {subnet_cidr.num_addresses} addresses; the masters "
+            f"(from .{MASTER_IP_OFFSET}) and agents.max={agents.max} agents need at least {needed}"
+        )
+
+    public_cidr = _network(document, "public_cidr") if "public_cidr" in document else ClusterConfig.public_cidr
+    dns = DEFAULT_DNS
+    if "dns_servers" in document:
+        raw_dns = document["dns_servers"]
+        if not isinstance(raw_dns, list) or len(raw_dns) not in (1, 2):
+            raise InputError("dns_servers: expected a list of one or two IPv4 addresses")
+        items = []
+        for index, item in enumerate(raw_dns):
+            try:
+                items.append(str(ipaddress.IPv4Address(item)))
+            except (ValueError, TypeError):
+                raise InputError(f"dns_servers[{index}]: {item!r} is not an IPv4 address") from None
+        dns = (items[0], items[-1])
+
+    mesos = document.get("mesos", {})
+    if not isinstance(mesos, dict):
+        raise InputError(f"mesos: expected a mapping, got {_kind(mesos)}")
+    alluxio = document.get("alluxio")
+    if alluxio is not None and not isinstance(alluxio, dict):
+        raise InputError(f"alluxio: expected a mapping, got {_kind(alluxio)}")
+    credentials = document.get("credentials")
+    if credentials is not None and not isinstance(credentials, dict):
+        raise InputError(f"credentials: expected a mapping, got {_kind(credentials)}")
+
+    config = ClusterConfig(
+        path=path,
+        cluster=cluster,
+        region=region,
+        availability_zone=zone,
+        vpc_cidr=vpc_cidr,
+        subnet_cidr=subnet_cidr,
+        masters=masters,
+        master_flavor=_name_like(document, "master_flavor"),
+        agent_flavor=_name_like(document, "agent_flavor"),
+        image_id=_name_like(document, "image_id"),
+        key_name=_name_like(document, "key_name"),
+        agents=agents,
+        mesos=mesos,
+        alluxio=alluxio,
+        credentials=credentials,
+        root_volume_gb=_int(document, "root_volume_gb", ClusterConfig.root_volume_gb, 10, 1024),
+        volume_type=_choice(document, "volume_type", ClusterConfig.volume_type, VOLUME_TYPES),
+        eip_bandwidth_mbit=_int(document, "eip_bandwidth_mbit", ClusterConfig.eip_bandwidth_mbit, 1, 2000),
+        public_cidr=public_cidr,
+        dns_servers=dns,
+    )
+    # Both roles' user-data must pass the agent's validation (and its 32 KB limit) with a secret of real size.
+    for role in ("master", "agent"):
+        config.user_data(role, userdata.PLACEHOLDER_SECRET)
+    return config
+
+
+def _agents(value: Any) -> Agents:
+    if not isinstance(value, dict):
+        raise InputError(f"agents: expected a mapping with min, max and desired, got {_kind(value)}")
+    for key in value:
+        if key not in ("min", "max", "desired"):
+            raise InputError(f"agents.{key}: unknown key (known: desired, max, min)")
+    numbers = {}
+    for key in ("min", "max", "desired"):
+        if key not in value:
+            raise InputError(f"agents.{key}: required")
+        number = value[key]
+        if type(number) is not int or number < 0:
+            raise InputError(f"agents.{key}: must be a whole number >= 0, got {_show(number)}")
+        numbers[key] = number
+    if numbers["max"] < 1:
+        raise InputError("agents.max: must be at least 1")
+    if numbers["min"] > numbers["max"]:
+        raise InputError(f"agents.min: {numbers['min']} is larger than agents.max {numbers['max']}")
+    if not numbers["min"] <= numbers["desired"] <= numbers["max"]:
+        raise InputError(
+            f"agents.desired: {numbers['desired']} is outside agents.min..agents.max "
+            f"({numbers['min']}..{numbers['max']})"
+        )
+    return Agents(min=numbers["min"], max=numbers["max"], desired=numbers["desired"])
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it, for messages (YAML may hand us dates and other non-JSON types)."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _kind(value: Any) -> str:
+    kinds: Mapping[type, str] = {
+        dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+        float: "a number", type(None): "nothing",
+    }
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _string(document: Mapping[str, Any], key: str) -> str:
+    value = document[key]
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{key}: expected a non-empty string, got {_kind(value)}")
+    if any(ch in value for ch in "\n\r\x00"):
+        raise InputError(f"{key}: must not contain a newline or NUL")
+    return value
+
+
+def _name_like(document: Mapping[str, Any], key: str) -> str:
+    value = _string(document, key)
+    if not NAME_LIKE.match(value):
+        raise InputError(f"{key}: {value!r} may only hold letters, digits and '._:-'")
+    return value
+
+
+def _network(document: Mapping[str, Any], key: str) -> ipaddress.IPv4Network:
+    value = document[key]
+    if not isinstance(value, str):
+        raise InputError(f"{key}: expected a CIDR such as 192.168.0.0/24, got {_kind(value)}")
+    try:
+        return ipaddress.IPv4Network(value, strict=True)
+    except ValueError as exc:
+        raise InputError(f"{key}: {value!r} is not an IPv4 network in CIDR form ({exc})") from None
+
+
+def _int(document: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
+    if key not in document:
+        return default
+    value = document[key]
+    if type(value) is not int or not low <= value <= high:
+        raise InputError(f"{key}: must be a whole number from {low} to {high}, got {_show(value)}")
+    return value
+
+
+def _choice(document: Mapping[str, Any], key: str, default: str, allowed: tuple[str, ...]) -> str:
+    if key not in document:
+        return default
+    value = document[key]
+    if value not in allowed:
+        raise InputError(f"{key}: must be one of {', '.join(allowed)}, got {_show(value)}")
+    return str(value)

@@ -1,0 +1,82 @@
+"""The cluster's own state: its secret, generated once, and the master addresses it was created with.
+
+Where: beside the cluster file, named ``<cluster>.state.json`` (``--state PATH`` overrides), mode 0600,
+written atomically. Not in the cluster file, because that is the file users edit, copy and commit; and not in
+a per-user folder, because the next ``up`` or ``scale`` may run from another account or machine that has the
+cluster file's folder (a checkout, a shared admin folder) — a second secret would silently split the cluster
+(new agents could not read the masters' ZooKeeper tree). Keep it out of version control like any key file.
+
+The masters are remembered because they are the ZooKeeper ensemble baked into every node's user-data:
+changing ``masters`` or ``subnet_cidr`` under a running cluster would hand new nodes a different ensemble, so
+``up`` refuses that instead of half-doing it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from provision_min.config import ClusterConfig
+from provision_min.errors import InputError
+from provision_min.files import read_private, write_private
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    cluster: str
+    secret: str = field(repr=False)
+    masters: tuple[str, ...]
+
+
+def default_path(config: ClusterConfig) -> Path:
+    """``<folder of the cluster file>/<cluster>.state.json``."""
+    return config.path.parent / f"{config.cluster}.state.json"
+
+
+def load(path: Path, config: ClusterConfig) -> ClusterState | None:
+    """The state of this cluster, or None when none was written yet; ``InputError`` when it does not fit."""
+    raw = read_private(path)
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+        state = ClusterState(str(data["cluster"]), str(data["secret"]), tuple(str(ip) for ip in data["masters"]))
+    except (ValueError, KeyError, TypeError):
+        raise InputError(f"{path}: not a provision-min state file (restore it from a backup or remove it)") from None
+    if state.cluster != config.cluster:
+        raise InputError(f"{path}: belongs to cluster {state.cluster!r}, the cluster file names {config.cluster!r}")
+    if state.masters != config.master_ips:
+        raise InputError(
+            f"{path}: the cluster was created with masters {', '.join(state.masters)}, the cluster file now gives "
+            f"{', '.join(config.master_ips)}; the ZooKeeper ensemble of an existing cluster cannot be changed by up "
+            "(restore masters/subnet_cidr, or run down first)"
+        )
+    return state
+
+
+def create(path: Path, config: ClusterConfig) -> ClusterState:
+    """Generate the cluster secret (once) and keep it, with the masters, in a new 0600 file."""
+    state = ClusterState(config.cluster, secrets.token_urlsafe(32), config.master_ips)
+    record = {
+        "version": STATE_VERSION,
+        "cluster": state.cluster,
+        "masters": list(state.masters),
+        "secret": state.secret,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_private(path, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
+    return state
+
+
+def remove(path: Path) -> bool:
+    """Forget the cluster (after ``down`` removed everything). True when a file was removed."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+        return True
+    return False

@@ -1,0 +1,110 @@
+"""``up``: create what is missing, in order, and wait until it works.
+
+Order: OBS bucket check (no OTC call yet) → find everything by name → refuse conflicts → the secret (from the
+state file, generated on the first ``up``) → VPC, subnet, security groups and their rules, the masters with
+fixed IPs and master user-data, the EIP on the first master, the AS configuration with agent user-data, the
+AS group, enabled. A run on a complete cluster therefore makes only GET calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bootstrap_agent import logs
+from provision_min import obs, state
+from provision_min.config import ClusterConfig
+from provision_min.discover import Observed, check_conflicts, discover
+from provision_min.errors import InputError
+from provision_min.otc import OtcClient
+from provision_min.plan import Call, Step, plan_up
+from provision_min.runner import Runner
+from provision_min.topology import Topology, topology
+from provision_min.userdata import PLACEHOLDER_SECRET
+from provision_min.wait import Poller
+
+
+@dataclass
+class UpResult:
+    created: int
+    ids: dict[str, Any]
+    bucket: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def documents(config: ClusterConfig, secret: str) -> dict[str, dict[str, Any]]:
+    return {role: config.user_data(role, secret) for role in ("master", "agent")}
+
+
+def check_state_for(current: state.ClusterState | None, state_path: Path, seen: Observed) -> None:
+    """Refuse when nodes exist but their secret is not where it should be (a new one would split the cluster)."""
+    if current is None and seen.holds_user_data():
+        raise InputError(
+            f"the cluster's nodes exist but its state file {state_path} (with the cluster secret) is missing: restore "
+            "it (or pass --state), or remove the cluster with down"
+        )
+
+
+def drift_warnings(config: ClusterConfig, topo: Topology, seen: Observed) -> list[str]:
+    group = seen.as_group
+    if group is None:
+        return []
+    have = (group.get("min_instance_number"), group.get("max_instance_number"))
+    if have != (config.agents.min, config.agents.max) and None not in have:
+        return [f"AS group {topo.as_group_name} has min {have[0]}, max {have[1]}; the cluster file says "
+                f"{config.agents.min}, {config.agents.max} (up does not change an existing group)"]
+    return []
+
+
+def run_up(config: ClusterConfig, client: OtcClient, poller: Poller, state_path: Path, *,
+           create_bucket: bool = False) -> UpResult:
+    log = logs.get("provision-min")
+    current = state.load(state_path, config)  # a broken or readable-by-others state file stops us first
+    bucket = obs.check_bucket(config, create=create_bucket)
+    topo = topology(config)
+    seen = discover(client, topo)
+    check_conflicts(config, topo, seen)
+    check_state_for(current, state_path, seen)
+    secret = current.secret if current else PLACEHOLDER_SECRET
+    steps: list[Step] = plan_up(config, topo, seen, documents(config, secret))
+    if steps and current is None:
+        current = state.create(state_path, config)
+        log.info("secret_generated", state_file=str(state_path))
+        steps = plan_up(config, topo, seen, documents(config, current.secret))
+    if current is not None:
+        logs.register_secrets(current.secret)
+    ids = seen.ids()
+    calls = sum(1 for step in steps if isinstance(step, Call))
+    log.info("up_planned", cluster=config.cluster, calls=calls, steps=len(steps))
+    Runner(client, poller, ids).run(steps)
+    log.info("up_complete", cluster=config.cluster, api_calls=len(client.calls))
+    return UpResult(created=calls, ids=ids, bucket=bucket, warnings=drift_warnings(config, topo, seen))
+
+
+def run_plan(config: ClusterConfig, client: OtcClient | None, state_path: Path) -> tuple[list[str], int]:
+    """The JSON lines of every call ``up`` would make after its lookups, and how many; changes nothing.
+
+    With ``client=None`` (``--offline``) nothing is looked up: it assumes an empty project, needs no
+    credentials, and prints ``{project_id}`` and ``{vpc}``-style placeholders for ids nobody knows yet.
+    """
+    from provision_min.auth import fallback_endpoints
+    from provision_min.plan import plan_lines
+    from provision_min.userdata import secrets_of
+
+    topo = topology(config)
+    current = state.load(state_path, config)
+    if client is None:
+        seen = Observed()
+        base = fallback_endpoints(config.region, "{project_id}").base
+    else:
+        seen = discover(client, topo)
+        check_conflicts(config, topo, seen)
+        check_state_for(current, state_path, seen)
+        base = client.endpoints.base
+    secret = current.secret if current else PLACEHOLDER_SECRET
+    docs = documents(config, secret)
+    steps = plan_up(config, topo, seen, docs)
+    hidden = [secret, *secrets_of(docs["master"]), *secrets_of(docs["agent"])]
+    lines = plan_lines(steps, seen.ids(), base, hidden)
+    return lines, len(lines)
