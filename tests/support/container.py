@@ -549,6 +549,7 @@ class Container:
         ip: str | None = None,
         persistent: bool = False,
         machine_uuid: uuid.UUID | None = None,
+        boot_args: Sequence[str] = (),
     ) -> None:
         self.rootfs = Path(rootfs)
         self.name = name or f"{NAME_PREFIX}{os.getpid()}-{next(_counter)}"
@@ -559,6 +560,7 @@ class Container:
         self.network = network
         self.ip = ip
         self.persistent = persistent
+        self.boot_args = list(boot_args)  #: for the container's systemd, e.g. ``systemd.mask=UNIT``
         self.bind_ro = [os.fspath(b) for b in bind_ro]
         self.boot_timeout = boot_timeout
         self.stop_timeout = stop_timeout
@@ -619,7 +621,7 @@ class Container:
         else:
             argv.append("--private-network")
         argv += [f"--bind-ro={b}" for b in self.bind_ro]
-        return argv
+        return argv + self.boot_args
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def start(self) -> Container:
