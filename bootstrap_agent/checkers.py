@@ -57,7 +57,10 @@ def check_nginx(staged: Path, root: str = "/") -> str | None:
         lines = [line for line in result.stderr.splitlines() if "[emerg]" in line]
         if lines and all(_NOT_LOCAL in line for line in lines):
             return None
-        return (lines[0] if lines else result.stderr.strip() or "nginx -t failed").replace(str(checked), "<staged>")
+        reason = lines[0] if lines else result.stderr.strip() or "nginx -t failed"
+        # Without nginx's timestamp and pid the reason is the same on every retry: it is reported in the member
+        # znode, and a reason that changed each pass would wake the watching master each pass.
+        return _LOG_PREFIX.sub("", reason).replace(str(checked), "<staged>")
     return None
 
 
@@ -65,6 +68,7 @@ def check_nginx(staged: Path, root: str = "/") -> str | None:
 # config whose address is not local there: the syntax is fine, and on the node itself the address is local
 # by construction (facts come from its own interfaces), so this one complaint is not a configuration error.
 _NOT_LOCAL = "(99: Cannot assign requested address)"
+_LOG_PREFIX = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[emerg\] \d+#\d+: ")
 
 
 CHECKERS: dict[str, Checker] = {"nginx": check_nginx}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import os
 import stat
 import subprocess
@@ -76,7 +77,9 @@ def test_failed_check_keeps_the_old_file(tmp_path: Path) -> None:
     broken = DesiredFile("/etc/nginx/conf.d/dash.conf", b"server { listen 127.0.0.1:18080;\n", 0o644, check="nginx")
     other = DesiredFile("/etc/other.conf", b"x\n")
     result = install([broken, other], layout)
-    assert "nginx check failed" in result.failed["/etc/nginx/conf.d/dash.conf"]
+    reason = result.failed["/etc/nginx/conf.d/dash.conf"]
+    assert "nginx check failed" in reason and "unexpected end of file" in reason
+    assert not re.search(r"\d{4}/\d\d/\d\d|\d+#\d+", reason)  # the same words on every retry
     assert result.changed == ["/etc/other.conf"]  # one bad file does not stop the others
     target = tmp_path / "etc/nginx/conf.d/dash.conf"
     assert target.read_bytes() == good.content

@@ -40,7 +40,8 @@ class SystemdManager:
         self._run("daemon-reload")
 
     def enable(self, service: DesiredService) -> None:
-        self._run("enable", "--quiet", f"{service.unit}.service")
+        # --no-reload: enabling only adds a symlink; a daemon-reload for it costs ~0.2 s per unit at boot.
+        self._run("enable", "--quiet", "--no-reload", f"{service.unit}.service")
 
     def disable(self, unit: str) -> None:
         self._run("disable", "--quiet", f"{unit}.service")

@@ -1,0 +1,94 @@
+"""``python -m image local|otc``: build the node image (see image/README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from image.recipe import ALLUXIO_VERSIONS, MESOS_VERSIONS, BuildError, NodeOptions
+
+
+def _node_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("what the install script installs")
+    group.add_argument("--mesos-deb", help="URL or path of the Mesos .deb (real Mesos; else the stand-ins)")
+    group.add_argument("--alluxio-tarball", help="URL or path of the Alluxio tarball (with --mesos-deb)")
+    group.add_argument("--mesos-version", default="1.11", choices=MESOS_VERSIONS)
+    group.add_argument("--alluxio-version", default="2.9", choices=ALLUXIO_VERSIONS)
+
+
+def _options(args: argparse.Namespace) -> NodeOptions:
+    real = bool(args.mesos_deb or args.alluxio_tarball)
+    return NodeOptions(standins=not real, mesos_version=args.mesos_version, alluxio_version=args.alluxio_version,
+                       mesos_deb=args.mesos_deb, alluxio_tarball=args.alluxio_tarball)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m image", description="Build the bootstrap-agent node image.")
+    builders = parser.add_subparsers(dest="builder", required=True, metavar="BUILDER")
+    local = builders.add_parser("local", help="a rootfs for systemd-nspawn, cached by recipe (needs root)")
+    _node_options(local)
+    local.add_argument("--size", action="store_true", help="also measure the image's size (du, a few seconds)")
+
+    otc = builders.add_parser("otc", help="a private image on Open Telekom Cloud (credentials from OS_*, OBS_*)")
+    _node_options(otc)
+    otc.add_argument("--name", required=True, help="name of the private image")
+    otc.add_argument("--vpc-id", required=True)
+    otc.add_argument("--subnet-id", required=True, help="subnet (network) id of the build ECS's NIC")
+    otc.add_argument("--security-group-id", required=True)
+    otc.add_argument("--bucket", required=True, help="OBS bucket for the build's objects (removed afterwards)")
+    otc.add_argument("--region", default="eu-de")
+    otc.add_argument("--availability-zone", default="eu-de-01")
+    otc.add_argument("--flavor", default="s3.medium.2")
+    otc.add_argument("--key-name", help="SSH key pair of the build ECS (to debug a failed build)")
+    otc.add_argument("--base-image-id", help="default: the newest public Debian 12 image")
+    otc.add_argument("--public-ip", action="store_true", help="an EIP for the build ECS (downloads from the internet)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        options = _options(args)
+    except ValueError as exc:
+        print(f"image: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.builder == "local":
+            from image.local import LocalBuilder, tree_size, unavailable_reason
+
+            reason = unavailable_reason()
+            if reason:
+                print(f"image: {reason}", file=sys.stderr)
+                return 1
+            built = LocalBuilder(options).build()
+            result = {"path": str(built.path), "digest": built.digest, "built": built.built,
+                      "seconds": {k: round(v, 1) for k, v in built.seconds.items()}}
+            if args.size:
+                result["bytes"] = tree_size(built.path)
+        else:
+            from image.otc import OtcCredentials, OtcImageBuilder, OtcImageSettings
+
+            settings = OtcImageSettings(
+                name=args.name, vpc_id=args.vpc_id, subnet_id=args.subnet_id,
+                security_group_id=args.security_group_id, bucket=args.bucket, region=args.region,
+                availability_zone=args.availability_zone, flavor=args.flavor, key_name=args.key_name,
+                base_image_id=args.base_image_id, public_ip=args.public_ip,
+            )
+            builder = OtcImageBuilder(settings, OtcCredentials.from_env(), options,
+                                      progress=lambda line: print(f"image: {line}", file=sys.stderr))
+            image = builder.build()
+            result = {"image_id": image.image_id, "name": image.name,
+                      "seconds": {k: round(v, 1) for k, v in image.seconds.items()}}
+    except BuildError as exc:
+        print(f"image: {exc}", file=sys.stderr)
+        for note in getattr(exc, "__notes__", []):
+            print(f"image: {note}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

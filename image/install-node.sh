@@ -1,0 +1,343 @@
+#!/usr/bin/env bash
+# install-node.sh: turn a Debian 12 (bookworm) system into a bootstrap-agent node image.
+#
+# The one install script of the image. Both builders run it as root: the `local` builder in a chroot of a
+# debootstrap rootfs, the `otc` builder on a temporary ECS made from the public Debian 12 image. It is
+# idempotent (a second run gives the same system) and ends by removing the instance identity, so every
+# instance made from the result boots as a first boot.
+#
+# What it leaves behind:
+#   * bootstrap-agent in its own venv, /opt/bootstrap-agent/venv (command also at /usr/local/bin)
+#   * the units of ../systemd in /etc/systemd/system; with STANDINS=yes the stand-in drop-ins as well
+#   * nginx with the metadata cache (127.0.0.1:80 only, /user-data -> 169.254.169.254, stale copy served
+#     while the metadata service is down), Debian's default site removed
+#   * Java (OpenJDK 17) and Debian's ZooKeeper; Mesos and Alluxio from MESOS_DEB / ALLUXIO_TARBALL, or the
+#     stand-ins (STANDINS=yes)
+#   * enabled: nginx and bootstrap-agent only; the agent enables its role's units itself
+#   * no machine-id, no ssh host keys, no agent state, no cached user-data
+#
+# Inputs (environment variables):
+#   AGENT_SOURCE     required: the bootstrap-agent wheel (.whl), its source tree, or an http(s) URL of the
+#                    wheel (e.g. a presigned OBS URL; the file name is the last part of the URL's path)
+#   WHEELHOUSE       folder with wheels of the agent's dependencies: pip then installs offline
+#                    (--no-index --find-links); unset: pip asks its index (needs a route to PyPI)
+#   UNITS_DIR        the unit files (default: the systemd/ folder beside this script's folder)
+#   STANDINS         yes: the project's Mesos/Alluxio stand-ins instead of the real programs, for machines that
+#                    cannot reach those downloads (the local cloud); no (default): MESOS_DEB and ALLUXIO_TARBALL
+#   MESOS_VERSION    1.4 or 1.11 (default 1.11); with stand-ins the version they check the flags against
+#   ALLUXIO_VERSION  1.8 or 2.9 (default 2.9); likewise
+#   MESOS_DEB        (STANDINS=no) URL or path of the Mesos .deb; it provides /usr/sbin/mesos-master and
+#                    /usr/sbin/mesos-agent
+#   ALLUXIO_TARBALL  (STANDINS=no) URL or path of the Alluxio binary tarball; unpacked into /opt/alluxio
+#
+# Usage: install-node.sh [--phase packages|all] [--print-packages]
+#   --phase packages   only the Debian packages and the Mesos/Alluxio downloads (the local builder caches
+#                      that layer); default: all
+#   --print-packages   print the Debian packages this run would install, one a line, and exit
+set -euo pipefail
+shopt -s nullglob
+
+readonly VENV=/opt/bootstrap-agent/venv
+readonly UNIT_DEST=/etc/systemd/system
+readonly MANAGED_UNITS=(zookeeper mesos-master mesos-agent alluxio-master alluxio-worker alluxio-proxy)
+readonly ENABLED_UNITS=(nginx bootstrap-agent)
+readonly CACHE_CONF=/etc/nginx/conf.d/bootstrap-agent-metadata-cache.conf
+readonly NGINX_CACHE_DIR=/var/cache/nginx
+readonly STANDIN_ENV=/etc/default/bootstrap-agent-standins
+readonly POLICY_RC=/usr/sbin/policy-rc.d
+readonly MANIFEST=/etc/bootstrap-agent-image
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+phase=all
+print_packages=no
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --phase) phase="${2:-}"; shift 2 ;;
+        --phase=*) phase="${1#*=}"; shift ;;
+        --print-packages) print_packages=yes; shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "install-node: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+STANDINS="${STANDINS:-no}"
+MESOS_VERSION="${MESOS_VERSION:-1.11}"
+ALLUXIO_VERSION="${ALLUXIO_VERSION:-2.9}"
+MESOS_DEB="${MESOS_DEB:-}"
+ALLUXIO_TARBALL="${ALLUXIO_TARBALL:-}"
+AGENT_SOURCE="${AGENT_SOURCE:-}"
+WHEELHOUSE="${WHEELHOUSE:-}"
+UNITS_DIR="${UNITS_DIR:-$here/../systemd}"
+
+log() { printf 'install-node: %s\n' "$*" >&2; }
+die() { printf 'install-node: error: %s\n' "$*" >&2; exit 1; }
+
+is_url() { [[ "$1" =~ ^https?:// ]]; }
+
+packages() {
+    # Java 17 runs Debian's ZooKeeper 3.8 (and real Alluxio 2.9, which needs 8 or 11 officially but starts
+    # on 17); python3-venv carries the pip that installs the agent; libnss-myhostname answers the node's own
+    # name without DNS (else the first lookups stall).
+    local list=(nginx python3-venv openjdk-17-jre-headless zookeeper libnss-myhostname procps)
+    if is_url "$AGENT_SOURCE" || is_url "$MESOS_DEB" || is_url "$ALLUXIO_TARBALL"; then
+        list+=(curl ca-certificates)
+    fi
+    printf '%s\n' "${list[@]}"
+}
+
+check_inputs() {
+    case "$phase" in packages|all) ;; *) die "--phase must be packages or all, not '$phase'" ;; esac
+    case "$STANDINS" in yes|no) ;; *) die "STANDINS must be yes or no, not '$STANDINS'" ;; esac
+    case "$MESOS_VERSION" in 1.4|1.11) ;; *) die "MESOS_VERSION must be 1.4 or 1.11, not '$MESOS_VERSION'" ;; esac
+    case "$ALLUXIO_VERSION" in 1.8|2.9) ;; *) die "ALLUXIO_VERSION must be 1.8 or 2.9, not '$ALLUXIO_VERSION'" ;; esac
+    if [[ "$STANDINS" == no ]]; then
+        [[ -n "$MESOS_DEB" ]] || die "MESOS_DEB is empty: give the Mesos .deb (URL or path), or STANDINS=yes"
+        [[ -n "$ALLUXIO_TARBALL" ]] || die "ALLUXIO_TARBALL is empty: give the Alluxio tarball, or STANDINS=yes"
+    fi
+    if [[ "$phase" == all ]]; then
+        [[ -n "$AGENT_SOURCE" ]] || die "AGENT_SOURCE is empty: give the bootstrap-agent wheel or source tree"
+        is_url "$AGENT_SOURCE" || [[ -e "$AGENT_SOURCE" ]] || die "AGENT_SOURCE $AGENT_SOURCE does not exist"
+        [[ -z "$WHEELHOUSE" || -d "$WHEELHOUSE" ]] || die "WHEELHOUSE $WHEELHOUSE is not a folder"
+        [[ -f "$UNITS_DIR/bootstrap-agent.service" ]] || die "no unit files in UNITS_DIR=$UNITS_DIR"
+    fi
+}
+
+check_system() {
+    [[ "$(id -u)" -eq 0 ]] || die "must run as root"
+    [[ -r /etc/os-release ]] || die "no /etc/os-release: not a Debian 12 system"
+    local id version
+    id="$(. /etc/os-release && echo "${ID:-}")"
+    version="$(. /etc/os-release && echo "${VERSION_ID:-}")"
+    [[ "$id" == debian && "$version" == 12 ]] || die "this is $id $version, the image is built on Debian 12"
+}
+
+# --- packages ---------------------------------------------------------------------------------------------
+policy_backup=""
+policy_written=no
+forbid_service_starts() {
+    # Package scripts must not start nginx or ZooKeeper while the image is built.
+    if [[ -e "$POLICY_RC" ]]; then policy_backup="$(mktemp)"; cp -p "$POLICY_RC" "$policy_backup"; fi
+    printf '#!/bin/sh\n# written by install-node.sh during package installs: start no services\nexit 101\n' >"$POLICY_RC"
+    chmod 0755 "$POLICY_RC"
+    policy_written=yes
+}
+allow_service_starts() {
+    if [[ "$policy_written" == yes ]]; then
+        if [[ -n "$policy_backup" ]]; then mv -f "$policy_backup" "$POLICY_RC"; else rm -f "$POLICY_RC"; fi
+        policy_written=no
+    fi
+}
+
+work=""
+cleanup() {
+    allow_service_starts
+    if [[ -n "$work" ]]; then rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+fetch() {  # fetch URL-or-path DEST-FOLDER -> prints the local path
+    local source="$1" dest="$2" name
+    if is_url "$source"; then
+        name="$(basename "${source%%\?*}")"
+        [[ -n "$name" && "$name" != / ]] || die "cannot name a file after $source"
+        log "downloading $name"
+        curl --fail --silent --show-error --location --retry 3 --max-time 600 -o "$dest/$name" "$source"
+        printf '%s\n' "$dest/$name"
+    else
+        [[ -f "$source" ]] || die "$source does not exist"
+        printf '%s\n' "$(cd "$(dirname "$source")" && pwd)/$(basename "$source")"
+    fi
+}
+
+install_packages() {
+    local missing=() pkg
+    while read -r pkg; do
+        if [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" != "install ok installed" ]]; then
+            missing+=("$pkg")
+        fi
+    done < <(packages)
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        log "installing ${missing[*]}"
+        forbid_service_starts
+        mkdir -p /usr/share/man/man1  # openjdk's postinst fails without it on minimal systems
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -o Acquire::Retries=3
+        apt-get install -y --no-install-recommends -o Acquire::Retries=3 "${missing[@]}"
+        allow_service_starts
+    else
+        log "packages present: $(packages | tr '\n' ' ')"
+    fi
+    if [[ "$STANDINS" == no ]]; then
+        install_mesos
+        install_alluxio
+    fi
+}
+
+install_mesos() {
+    if [[ -x /usr/sbin/mesos-master && -x /usr/sbin/mesos-agent ]]; then
+        log "mesos present"
+        return
+    fi
+    local deb
+    deb="$(fetch "$MESOS_DEB" "$work")"
+    forbid_service_starts
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$deb"
+    allow_service_starts
+    [[ -x /usr/sbin/mesos-master && -x /usr/sbin/mesos-agent ]] \
+        || die "$MESOS_DEB did not install /usr/sbin/mesos-master and /usr/sbin/mesos-agent"
+    # The package's own units and init wrapper must not run beside ours.
+    systemctl disable --quiet mesos-slave.service 2>/dev/null || true
+}
+
+install_alluxio() {
+    if [[ -x /opt/alluxio/bin/launch-process ]]; then
+        log "alluxio present"
+        return
+    fi
+    local tarball
+    tarball="$(fetch "$ALLUXIO_TARBALL" "$work")"
+    mkdir -p /opt/alluxio
+    tar -xzf "$tarball" -C /opt/alluxio --strip-components=1 --no-same-owner
+    [[ -x /opt/alluxio/bin/launch-process ]] || die "$ALLUXIO_TARBALL has no bin/launch-process"
+}
+
+# --- the agent ----------------------------------------------------------------------------------------------
+install_agent() {
+    local source="$AGENT_SOURCE" pip_args=(--no-cache-dir --disable-pip-version-check --quiet)
+    if is_url "$source"; then
+        source="$(fetch "$source" "$work")"
+    fi
+    if [[ -n "$WHEELHOUSE" ]]; then
+        pip_args+=(--no-index --find-links "$WHEELHOUSE")
+    fi
+    log "installing bootstrap-agent from $(basename "$source") into $VENV"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install "${pip_args[@]}" "$source"
+    ln -sfn "$VENV/bin/bootstrap-agent" /usr/local/bin/bootstrap-agent
+    "$VENV/bin/bootstrap-agent" --help >/dev/null
+    "$VENV/bin/python" -c 'import bootstrap_agent.standins.mesos, bootstrap_agent.standins.alluxio'
+}
+
+# --- units ----------------------------------------------------------------------------------------------------
+install_units() {
+    local unit name dropin
+    for unit in "$UNITS_DIR"/*.service; do
+        install -m 0644 "$unit" "$UNIT_DEST/$(basename "$unit")"
+    done
+    for name in "${MANAGED_UNITS[@]}"; do
+        rm -f "$UNIT_DEST/$name.service.d/standin.conf"
+        rmdir "$UNIT_DEST/$name.service.d" 2>/dev/null || true
+    done
+    if [[ "$STANDINS" == yes ]]; then
+        for dropin in "$UNITS_DIR"/standins/*.service.d/*.conf; do
+            name="$(basename "$(dirname "$dropin")")"
+            install -d -m 0755 "$UNIT_DEST/$name"
+            install -m 0644 "$dropin" "$UNIT_DEST/$name/$(basename "$dropin")"
+        done
+        # Static units need the stand-ins' versions from somewhere: here. Not MESOS_*: the stand-in (like
+        # Mesos) would take that for a flag.
+        printf '%s\n' "# written by install-node.sh: versions of the Mesos/Alluxio stand-ins of this image" \
+            "BOOTSTRAP_AGENT_MESOS_VERSION=$MESOS_VERSION" "BOOTSTRAP_AGENT_ALLUXIO_VERSION=$ALLUXIO_VERSION" \
+            >"$STANDIN_ENV"
+    else
+        rm -f "$STANDIN_ENV"
+    fi
+    if [[ ! -e /etc/default/bootstrap-agent ]]; then
+        printf '%s\n' "# Extra options of \`bootstrap-agent run\` (see bootstrap-agent run --help)" \
+            'BOOTSTRAP_AGENT_ARGS=""' >/etc/default/bootstrap-agent
+    fi
+    if [[ -e /lib/systemd/system/ssh.service || -e /etc/systemd/system/ssh.service ]]; then
+        # The host keys are removed below; each instance makes its own before sshd starts.
+        install -d -m 0755 "$UNIT_DEST/ssh.service.d"
+        printf '%s\n' "# written by install-node.sh: the image has no host keys, every instance makes its own" \
+            "[Service]" "ExecStartPre=/usr/bin/ssh-keygen -A" >"$UNIT_DEST/ssh.service.d/bootstrap-agent-hostkeys.conf"
+    fi
+}
+
+configure_nginx() {
+    rm -f /etc/nginx/sites-enabled/default
+    install -d -m 0750 -o www-data -g www-data "$NGINX_CACHE_DIR"
+    # The text comes from the agent itself (bootstrap_agent.metadata_cache), the same the tests run.
+    "$VENV/bin/python" -c \
+        'import sys; from bootstrap_agent.metadata_cache import render_metadata_cache_conf as r; sys.stdout.write(r())' \
+        >"$CACHE_CONF.tmp"
+    chmod 0644 "$CACHE_CONF.tmp"
+    mv -f "$CACHE_CONF.tmp" "$CACHE_CONF"
+    nginx -t -q
+}
+
+enable_units() {
+    local name
+    for name in "${MANAGED_UNITS[@]}"; do
+        systemctl disable --quiet "$name.service" 2>/dev/null || true
+    done
+    systemctl enable --quiet "${ENABLED_UNITS[@]/%/.service}"
+    if ! running_systemd; then
+        return
+    fi
+    systemctl daemon-reload
+}
+
+running_systemd() { [[ -d /run/systemd/system ]] && ! systemd-detect-virt --quiet --chroot; }
+
+# --- identity ---------------------------------------------------------------------------------------------
+remove_identity() {
+    log "removing the instance identity"
+    # An empty machine-id: systemd makes a new one at the first boot of each instance.
+    : >/etc/machine-id
+    mkdir -p /var/lib/dbus
+    ln -sfn /etc/machine-id /var/lib/dbus/machine-id
+    rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub /var/lib/systemd/random-seed
+    # The agent's memory (instance uuid, last good user-data with the cluster secret), what it rendered, and
+    # the metadata cache: nothing of a build machine's (or any) cluster may reach an instance.
+    rm -rf /var/lib/bootstrap-agent "${NGINX_CACHE_DIR:?}"/metadata /var/lib/zookeeper/version-2 \
+        /var/lib/mesos /var/lib/alluxio
+    rm -f /etc/default/mesos-master /etc/default/mesos-agent /etc/default/alluxio \
+        /opt/alluxio/conf/alluxio-site.properties /etc/nginx/conf.d/bootstrap-agent-dashboard.conf
+    if command -v cloud-init >/dev/null; then
+        cloud-init clean --logs
+    fi
+    if running_systemd; then
+        journalctl --rotate --quiet || true
+        journalctl --vacuum-time=1s --quiet || true
+    fi
+    rm -rf /var/log/journal/*/*.journal~
+    apt-get clean
+}
+
+write_manifest() {
+    {
+        echo "# bootstrap-agent node image, made by image/install-node.sh"
+        echo "BUILT=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "AGENT_VERSION=$("$VENV/bin/python" -c 'import bootstrap_agent; print(bootstrap_agent.__version__)')"
+        echo "STANDINS=$STANDINS"
+        echo "MESOS_VERSION=$MESOS_VERSION"
+        echo "ALLUXIO_VERSION=$ALLUXIO_VERSION"
+    } >"$MANIFEST"
+}
+
+main() {
+    if [[ "$print_packages" == yes ]]; then
+        packages
+        return
+    fi
+    check_inputs
+    check_system
+    work="$(mktemp -d /tmp/install-node.XXXXXX)"
+    install_packages
+    if [[ "$phase" == packages ]]; then
+        apt-get clean
+        log "packages done"
+        return
+    fi
+    install_agent
+    install_units
+    configure_nginx
+    enable_units
+    write_manifest
+    remove_identity
+    log "done: $(systemctl is-enabled "${ENABLED_UNITS[@]/%/.service}" | tr '\n' ' ')enabled"
+}
+
+main

@@ -1,0 +1,256 @@
+"""The unit files in ``systemd/``: ``systemd-analyze verify`` has nothing to say, and they run what the agent expects.
+
+``verify`` runs against a throw-away root (``--root``) holding systemd's own units (this machine's), our units
+and drop-ins in ``/etc/systemd/system`` and an executable stand-in file at every ``Exec*=`` path: so it checks
+every key, value, dependency and path of our files without the image (the image test runs it again on the
+built image, with the real programs). It exits 0 on an unknown key and only warns, so stderr must be empty.
+
+The commands are compared with the process manager's (``bootstrap_agent/services/process.py``): a unit must run
+the same program with the same arguments and environment files, so ``--service-manager systemd`` and
+``process`` behave alike.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bootstrap_agent.plan import ALLUXIO_ENV, ALLUXIO_SITE, MESOS_AGENT_ENV, MESOS_MASTER_ENV, DesiredService, Layout
+from bootstrap_agent.services.process import ProcessManager
+from bootstrap_agent.services.zookeeper_cmd import ZooKeeperNotInstalled, java_command
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+UNITS = PROJECT_DIR / "systemd"
+STANDINS = UNITS / "standins"
+MANAGED = ("zookeeper", "mesos-master", "mesos-agent", "alluxio-master", "alluxio-worker", "alluxio-proxy")
+VENV_PYTHON = "/opt/bootstrap-agent/venv/bin/python"
+STANDIN_VERSIONS = {"BOOTSTRAP_AGENT_MESOS_VERSION": "1.11", "BOOTSTRAP_AGENT_ALLUXIO_VERSION": "2.9"}
+SYSTEM_UNITS = Path("/usr/lib/systemd/system")
+
+Entries = list[tuple[str, str, str]]
+
+
+def parse_unit(text: str) -> Entries:
+    """(section, key, value) in file order; repeated keys stay repeated (an empty value resets a list)."""
+    entries: Entries = []
+    section = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f"not key=value: {raw!r}"
+        entries.append((section, key.strip(), value.strip()))
+    return entries
+
+
+def effective(unit: str, standin: bool = False) -> Entries:
+    """The unit's entries, with its stand-in drop-in applied when ``standin``."""
+    entries = parse_unit((UNITS / f"{unit}.service").read_text())
+    dropin = STANDINS / f"{unit}.service.d" / "standin.conf"
+    if standin and dropin.exists():
+        entries += parse_unit(dropin.read_text())
+    return entries
+
+
+def values(entries: Entries, key: str, section: str = "Service") -> list[str]:
+    """A list setting as systemd sees it: every assignment appends, an empty one clears."""
+    result: list[str] = []
+    for sec, k, v in entries:
+        if sec == section and k == key:
+            if v == "":
+                result = []
+            else:
+                result += [v]
+    return result
+
+
+def value(entries: Entries, key: str, section: str = "Service") -> str | None:
+    found = values(entries, key, section)
+    return found[-1] if found else None
+
+
+def words(entries: Entries, key: str, section: str = "Unit") -> set[str]:
+    return {w for v in values(entries, key, section) for w in v.split()}
+
+
+def exec_paths() -> set[str]:
+    paths = set()
+    for path in [*UNITS.glob("*.service"), *STANDINS.rglob("*.conf")]:
+        for section, key, val in parse_unit(path.read_text()):
+            if section == "Service" and key.startswith("Exec") and val:
+                paths.add(val.lstrip("-@+!:").split()[0])
+    return paths
+
+
+# -- systemd-analyze verify ---------------------------------------------------------------------------------
+def verify_root(tmp: Path, standins: bool) -> Path:
+    root = tmp / ("root-standins" if standins else "root-real")
+    shutil.copytree(SYSTEM_UNITS, root / SYSTEM_UNITS.relative_to("/"), symlinks=True)
+    dest = root / "etc/systemd/system"
+    dest.mkdir(parents=True)
+    for unit in UNITS.glob("*.service"):
+        shutil.copy(unit, dest)
+    if standins:
+        for dropin in STANDINS.glob("*.service.d"):
+            shutil.copytree(dropin, dest / dropin.name)
+    for program in exec_paths():
+        stub = root / program.lstrip("/")
+        stub.parent.mkdir(parents=True, exist_ok=True)
+        stub.write_text("#!/bin/sh\nexit 0\n")
+        stub.chmod(0o755)
+    return root
+
+
+def verify(root: Path, unit: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["systemd-analyze", "verify", "--man=no", f"--root={root}", f"{unit}.service"],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Path]:
+    if shutil.which("systemd-analyze") is None or not SYSTEM_UNITS.is_dir():
+        pytest.fail("systemd-analyze and systemd's own units are needed (Debian: the systemd package)")
+    tmp = tmp_path_factory.mktemp("units")
+    return {standins: verify_root(tmp, standins) for standins in (False, True)}
+
+
+@pytest.mark.parametrize("standins", [False, True], ids=["real", "standins"])
+@pytest.mark.parametrize("unit", ["bootstrap-agent", *MANAGED])
+def test_systemd_analyze_verify_is_silent(roots: dict[bool, Path], unit: str, standins: bool) -> None:
+    result = verify(roots[standins], unit)
+    assert (result.returncode, result.stderr.strip(), result.stdout.strip()) == (0, "", ""), result
+
+
+def test_verify_would_catch_a_bad_key_a_missing_program_and_a_missing_dependency(
+    roots: dict[bool, Path], tmp_path: Path
+) -> None:
+    """The check above is not vacuous: each kind of mistake shows up on stderr."""
+    root = verify_root(tmp_path, standins=True)
+    unit = root / "etc/systemd/system/zookeeper.service"
+    original = unit.read_text()
+    unit.write_text(original.replace("Restart=on-failure", "Restart=on-failure\nRestartSteps=bogus\nFrobnicate=1"))
+    assert "Unknown key" in verify(root, "zookeeper").stderr
+    unit.write_text(original.replace("/usr/bin/java", "/usr/bin/no-such-java"))
+    result = verify(root, "zookeeper")
+    assert result.returncode != 0 and "no-such-java" in result.stderr
+    unit.write_text(original.replace("[Unit]", "[Unit]\nRequires=no-such.service"))
+    assert verify(root, "zookeeper").returncode != 0
+
+
+# -- what the units run -------------------------------------------------------------------------------------
+def _unit_argv(unit: str, standin: bool) -> list[str]:
+    starts = values(effective(unit, standin), "ExecStart")
+    assert len(starts) == 1, f"{unit}: one ExecStart, got {starts}"
+    argv = starts[0].split()
+    for name, version in STANDIN_VERSIONS.items():
+        argv = [version if w == f"${{{name}}}" else w for w in argv]
+    return argv
+
+
+@pytest.mark.parametrize("unit", [u for u in MANAGED if u != "zookeeper"])
+def test_standin_units_run_what_the_process_manager_runs(unit: str) -> None:
+    version = "1.11" if unit.startswith("mesos") else "2.9"
+    expected, env_files = ProcessManager(Layout("/")).command(DesiredService(unit, (), (), version))
+    argv = _unit_argv(unit, standin=True)
+    assert argv[0] == VENV_PYTHON
+    assert argv[1:] == expected[1:], f"{unit}: {argv} vs the process manager's {expected}"
+    files = values(effective(unit, standin=True), "EnvironmentFile")
+    assert files[0] == "/etc/default/bootstrap-agent-standins", files
+    assert files[1:] == env_files, f"{unit}: EnvironmentFile {files[1:]} vs {env_files}"
+    assert values(effective(unit, standin=True), "ExecStartPre") == []
+
+
+def test_zookeeper_unit_runs_zookeeper_cmd_command_line() -> None:
+    try:
+        expected = java_command("/etc/zookeeper/conf/zoo.cfg")
+    except ZooKeeperNotInstalled as exc:
+        pytest.fail(f"{exc} (CI installs it: .ci/setup)")
+    argv = _unit_argv("zookeeper", standin=False)
+    assert argv[0] == "/usr/bin/java" and Path(expected[0]).resolve() == Path("/usr/bin/java").resolve()
+    assert argv[1:] == expected[1:]
+    # The rendered inputs are asserted, so a start without them fails loudly instead of running the example.
+    assert values(effective("zookeeper"), "AssertPathExists", "Unit") == [
+        "/etc/zookeeper/conf/zoo.cfg", "/var/lib/zookeeper/myid"]
+
+
+@pytest.mark.parametrize(("unit", "program", "env_file"), [
+    ("mesos-master", "/usr/sbin/mesos-master", MESOS_MASTER_ENV),
+    ("mesos-agent", "/usr/sbin/mesos-agent", MESOS_AGENT_ENV),
+    ("alluxio-master", "/opt/alluxio/bin/launch-process", "-" + ALLUXIO_ENV),
+    ("alluxio-worker", "/opt/alluxio/bin/launch-process", "-" + ALLUXIO_ENV),
+    ("alluxio-proxy", "/opt/alluxio/bin/launch-process", "-" + ALLUXIO_ENV),
+])
+def test_real_units_read_the_rendered_files(unit: str, program: str, env_file: str) -> None:
+    entries = effective(unit)
+    assert _unit_argv(unit, standin=False)[0] == program
+    assert values(entries, "EnvironmentFile") == [env_file]
+    if unit.startswith("alluxio"):
+        assert values(entries, "AssertPathExists", "Unit") == [ALLUXIO_SITE]
+        assert value(entries, "User") is None, "the properties hold the S3 keys (0600 root): run as root"
+
+
+# -- how the units behave -----------------------------------------------------------------------------------
+def test_bootstrap_agent_unit() -> None:
+    entries = effective("bootstrap-agent")
+    assert value(entries, "Type") == "notify"
+    assert value(entries, "NotifyAccess") == "main"
+    assert {"network-online.target", "nginx.service"} <= words(entries, "After")
+    assert {"network-online.target", "nginx.service"} <= words(entries, "Wants")
+    assert value(entries, "Restart") == "on-failure"
+    assert re.fullmatch(r"\d+s", value(entries, "WatchdogSec") or ""), "WatchdogSec in seconds"
+    assert value(entries, "KillMode") == "mixed", "SIGTERM to the daemon alone: it leaves the cluster itself"
+    start = values(entries, "ExecStart")
+    assert start == ["/opt/bootstrap-agent/venv/bin/bootstrap-agent run --service-manager systemd "
+                     "$BOOTSTRAP_AGENT_ARGS"]
+    assert words(entries, "WantedBy", "Install") == {"multi-user.target"}
+
+
+@pytest.mark.parametrize("unit", MANAGED)
+def test_managed_units_restart_order_and_stop_after_the_agent_left(unit: str) -> None:
+    entries = effective(unit)
+    assert value(entries, "Restart") == "on-failure"
+    assert value(entries, "RestartSec")
+    assert value(entries, "StartLimitIntervalSec", "Unit") == "0", "a master must come back, however often"
+    # Ordered before the agent: at shutdown the agent leaves the cluster while its services still run.
+    assert "bootstrap-agent.service" in words(entries, "Before")
+    assert "network-online.target" in words(entries, "After") & words(entries, "Wants")
+    # Enabled by the agent (systemctl enable), not by the image.
+    assert words(entries, "WantedBy", "Install") == {"multi-user.target"}
+    if unit == "mesos-master":
+        assert "zookeeper.service" in words(entries, "After")
+    if unit == "alluxio-proxy":
+        assert {"alluxio-master.service", "alluxio-worker.service"} <= words(entries, "After")
+
+
+@pytest.mark.parametrize("unit", ["zookeeper", "mesos-master", "alluxio-master", "alluxio-proxy"])
+def test_services_that_need_nothing_of_the_host_are_sandboxed(unit: str) -> None:
+    entries = effective(unit)
+    for key, expected in [("ProtectSystem", "strict"), ("ProtectHome", "yes"), ("PrivateTmp", "yes"),
+                          ("PrivateDevices", "yes"), ("NoNewPrivileges", "yes"), ("CapabilityBoundingSet", None)]:
+        if expected is None:
+            assert values(entries, key) == [], f"{unit}: {key}= must be empty (no capabilities)"
+        else:
+            assert value(entries, key) == expected, f"{unit}: {key}"
+    assert values(entries, "StateDirectory"), f"{unit}: writes only its StateDirectory"
+
+
+def test_systemd_analyze_security_scores(roots: dict[bool, Path]) -> None:
+    """The exposure of each unit (lower is better), printed for the record; the sandboxed ones stay low."""
+    scores = {}
+    for unit in ["bootstrap-agent", *MANAGED]:
+        result = subprocess.run(["systemd-analyze", "security", "--offline=true", f"--root={roots[True]}",
+                                 f"{unit}.service"], capture_output=True, text=True, timeout=60, check=False)
+        match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+        assert match, result.stdout[-500:] + result.stderr
+        scores[unit] = float(match.group(1))
+    print("\nUNITS systemd-analyze security: " + ", ".join(f"{u} {s}" for u, s in scores.items()))
+    for unit in ("zookeeper", "mesos-master", "alluxio-master", "alluxio-proxy"):
+        assert scores[unit] <= 4.0, scores
