@@ -297,7 +297,7 @@ def test_unknown_unit_errors_carry_systemctls_words(mgr: InContainer) -> None:
         ),
         (
             "m.enable(svc('ba-nope'))",
-            "enable --quiet ba-nope.service",
+            "enable --quiet --no-reload ba-nope.service",
             "Failed to enable unit: Unit file ba-nope.service does not exist.",
         ),
         (
