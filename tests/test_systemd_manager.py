@@ -265,7 +265,8 @@ def test_unit_in_a_crash_loop_is_not_active(mgr: InContainer) -> None:
     mgr.write_unit(
         "ba-loops",
         "[Unit]\nDescription=bootstrap-agent test: crashes and is restarted\n\n"
-        "[Service]\nType=exec\nExecStart=/bin/sh -c 'echo giving up >&2; sleep 0.5; exit 3'\nRestart=always\nRestartSec=30\n",
+        "[Service]\nType=exec\nExecStart=/bin/sh -c 'echo giving up >&2; sleep 0.5; exit 3'\n"
+        "Restart=always\nRestartSec=30\n",
     )
     mgr("m.daemon_reload()")
     mgr("m.start(svc('ba-loops'))")

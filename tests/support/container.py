@@ -94,37 +94,15 @@ class ContainerError(RuntimeError):
 
 
 # -- the rootfs --------------------------------------------------------------------------------------------
-def debian_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
-    """The Debian mirror this machine's apt uses for ``bookworm`` (deb822 ``.sources`` or one-line ``.list``)."""
-    files = [sources_dir / "sources.list"]
-    listdir = sources_dir / "sources.list.d"
-    if listdir.is_dir():
-        files += sorted(p for p in listdir.iterdir() if p.suffix in (".list", ".sources"))
-    for path in files:
-        if not path.is_file():
-            continue
-        text = path.read_text(errors="replace")
-        if path.suffix == ".sources":
-            for paragraph in re.split(r"\n\s*\n", text):
-                fields: dict[str, str] = {}
-                for line in paragraph.splitlines():
-                    if line.startswith("#") or ":" not in line:
-                        continue
-                    key, _, value = line.partition(":")
-                    fields[key.strip().lower()] = value.strip()
-                if (
-                    "deb" in fields.get("types", "").split()
-                    and SUITE in fields.get("suites", "").split()
-                    and fields.get("enabled", "yes").lower() != "no"
-                    and fields.get("uris")
-                ):
-                    return fields["uris"].split()[0]
-        else:
-            for line in text.splitlines():
-                words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
-                if len(words) >= 3 and words[0] == "deb" and words[2] == SUITE:
-                    return words[1]
-    raise ContainerError(f"no 'deb' source for {SUITE} in {sources_dir}/sources.list*: cannot debootstrap")
+def debian_mirror() -> str:
+    """The Debian mirror this machine's apt uses (the image builder's reading of /etc/apt)."""
+    from image.local import BuildError
+    from image.local import debian_mirror as configured
+
+    try:
+        return configured()
+    except BuildError as exc:
+        raise ContainerError(str(exc)) from None
 
 
 def recipe_text(extra_packages: Sequence[str] = ()) -> str:
