@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,6 @@ from provision_min.errors import InputError
 from tests.support import fake_otc
 from tests.support.fake_otc import FakeOtc
 from tests.support.provision_env import Env, cluster_document
-
-
-@pytest.fixture
-def cloud() -> Iterator[FakeOtc]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        fake = FakeOtc()
-        fake.install(rsps)
-        yield fake
-        assert fake.violations == []
 
 
 @pytest.fixture

@@ -9,32 +9,15 @@ from __future__ import annotations
 
 import itertools
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import responses
 
 from tests.support.fake_otc import FakeOtc
-from tests.support.moto_s3 import S3Server, moto_s3
+from tests.support.moto_s3 import S3Server
 from tests.support.provision_env import Env, cluster_document
 
 NAMES = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    with moto_s3() as server:
-        yield server
-
-
-@pytest.fixture
-def cloud() -> Iterator[FakeOtc]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        fake = FakeOtc()
-        fake.install(rsps)
-        yield fake
-        assert fake.violations == []
 
 
 @pytest.fixture

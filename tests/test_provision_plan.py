@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +30,6 @@ def env(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
         credentials={"source": "keys", "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY},
     ))
     return desk
-
-
-@pytest.fixture
-def cloud() -> Iterator[FakeOtc]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        fake = FakeOtc()
-        fake.install(rsps)
-        yield fake
-        assert fake.violations == []
 
 
 def parse(out: str) -> list[dict[str, Any]]:

@@ -13,32 +13,16 @@ import itertools
 import json
 import re
 import stat
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import responses
 
 from tests.support.fake_otc import PASSWORD, FakeOtc
-from tests.support.moto_s3 import S3Server, moto_s3
+from tests.support.moto_s3 import S3Server
 from tests.support.provision_env import Env, cluster_document
 
 BUCKETS = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    with moto_s3() as server:
-        yield server
-
-
-@pytest.fixture
-def cloud() -> Iterator[FakeOtc]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        fake = FakeOtc()
-        fake.install(rsps)
-        yield fake
-        assert fake.violations == [], "requests that break the documented API contract"
 
 
 def cluster_with_bucket(s3: S3Server, **overrides: Any) -> dict[str, Any]:

@@ -117,24 +117,19 @@ def recipe_text(extra_packages: Sequence[str] = ()) -> str:
 
 
 def _mounts_below(path: Path) -> list[str]:
-    """Mount points at or below ``path`` in this mount namespace, deepest first."""
-    prefix = os.path.realpath(path)
-    points = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4].encode().decode("unicode_escape")
-        if point == prefix or point.startswith(prefix + "/"):
-            points.append(point)
-    return sorted(points, key=len, reverse=True)
+    from image.local import mounts_below
+
+    return mounts_below(path)
 
 
 def _remove_tree(path: Path) -> None:
-    """``rm -rf`` that first unmounts anything below ``path`` and refuses to delete through a mount."""
-    for point in _mounts_below(path):
-        subprocess.run(["umount", "-l", point], capture_output=True, timeout=30, check=False)
-    left = _mounts_below(path)
-    if left:
-        raise ContainerError(f"cannot remove {path}: still mounted: {left}")
-    shutil.rmtree(path, ignore_errors=True)
+    """The image builder's unmount-then-remove, with this module's error."""
+    from image.local import BuildError, remove_tree
+
+    try:
+        remove_tree(path)
+    except BuildError as exc:
+        raise ContainerError(str(exc)) from None
 
 
 def _run_logged(argv: Sequence[str], log: Path, timeout: float, env: dict[str, str] | None = None) -> None:
@@ -283,18 +278,7 @@ def python_binds() -> list[str]:
 
 
 # -- containers --------------------------------------------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
+_pid_alive = netns.pid_alive
 
 
 def cgroup_pids(folder: Path) -> list[int]:

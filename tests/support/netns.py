@@ -126,7 +126,8 @@ def kill_namespace_processes(
     return killed
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Alive and not a zombie (orphans may stay zombies here until PID 1 reaps them)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -152,7 +153,7 @@ def cleanup_stale() -> list[str]:
         if match is None:
             continue
         pid = int(match.group(1))
-        if pid == os.getpid() or _pid_alive(pid):
+        if pid == os.getpid() or pid_alive(pid):
             continue
         kill_namespace_processes(name, term_timeout=2.0)
         _ip("netns", "del", name, check=False)

@@ -9,16 +9,20 @@ from __future__ import annotations
 import copy
 import json
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import responses
 import yaml
 
 from provision_min import cli
 from provision_min.wait import Poller
 from tests.support import fake_otc
+from tests.support.fake_otc import FakeOtc
+from tests.support.moto_s3 import S3Server, moto_s3
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "provision_min" / "examples" / "cluster.yaml"
 
@@ -125,3 +129,20 @@ class Env:
         code = cli.main(args, env=self.vars if env is None else env, poller=poller)
         captured = self.capsys.readouterr()
         return Result(code, captured.out, captured.err)
+
+
+@pytest.fixture
+def cloud() -> Iterator[FakeOtc]:
+    """The fake OTC API; a test fails if any request broke the documented contract."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        fake = FakeOtc()
+        fake.install(rsps)
+        yield fake
+        assert fake.violations == [], "requests that break the documented API contract"
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    """moto's real S3 server on loopback, one per test module."""
+    with moto_s3() as server:
+        yield server
