@@ -37,3 +37,8 @@ def alluxio_keys(version: str) -> frozenset[str]:
     if version not in ALLUXIO_VERSIONS:
         raise KeyError(f"unsupported Alluxio version {version!r}")
     return _load(f"alluxio-{version}.txt")
+
+
+def listed(filename: str) -> frozenset[str]:
+    """The names in ``data/names/<filename>``: the hand-copied lists (dockerd's keys, Spark's properties)."""
+    return _load(filename)

@@ -10,6 +10,8 @@ one it was last started with, left alone otherwise.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -188,6 +190,9 @@ def apply(
         manager.daemon_reload()
 
     recorded = state.units()
+    # Units the plan no longer has go first: a RAM disk turned off must be unmounted (systemd stops the units
+    # that require it) before those units are started again on the plain folder.
+    _remove_units(desired, recorded, layout, manager, log)
     failures: dict[str, str] = {}
     actions: list[tuple[DesiredService, str, str]] = []  # (service, action, digest)
     for service in desired.services:
@@ -213,6 +218,8 @@ def apply(
                 log.error("unit_action_failed", unit=service.unit, action=action, error=str(exc))
                 continue
             recorded[service.unit] = {"digest": digest}
+            if service.unit_file:
+                recorded[service.unit]["unit_file"] = service.unit_file
             log.info(f"unit_{action}", unit=service.unit)
 
     restarts = [a for a in actions if a[1] == "restarted"]
@@ -229,15 +236,6 @@ def apply(
     else:
         run(restarts)
 
-    wanted = {s.unit for s in desired.services}
-    for unit in sorted(set(recorded) - wanted):
-        try:
-            manager.stop(unit)
-            manager.disable(unit)
-            log.info("unit_removed", unit=unit)
-            del recorded[unit]
-        except ServiceError as exc:
-            log.error("unit_action_failed", unit=unit, action="removed", error=str(exc))
     state.save_units(recorded)
 
     waiting = time.monotonic()
@@ -255,6 +253,32 @@ def apply(
                        services)
     log.info("node_ready", services=sorted(services), waited_s=waited)
     return Outcome(0, "ready", "", services)
+
+
+def _remove_units(
+    desired: Plan, recorded: dict[str, Any], layout: Layout, manager: ServiceManager, log: Any
+) -> None:
+    """Stop and disable the units of an earlier pass that the plan no longer has; delete the unit files the
+    agent rendered for them (mounts), so nothing pulls them in again at the next boot."""
+    wanted = {s.unit for s in desired.services}
+    reload_needed = False
+    for unit in sorted(set(recorded) - wanted):
+        try:
+            manager.stop(unit)
+            manager.disable(unit)
+        except ServiceError as exc:
+            log.error("unit_action_failed", unit=unit, action="removed", error=str(exc))
+            continue
+        unit_file = recorded[unit].get("unit_file") if isinstance(recorded[unit], dict) else None
+        if isinstance(unit_file, str) and unit_file.startswith("/etc/systemd/"):
+            for path in (unit_file, unit_file + ".bak"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(layout.path(path))
+            reload_needed = True
+        log.info("unit_removed", unit=unit)
+        del recorded[unit]
+    if reload_needed:
+        manager.daemon_reload()
 
 
 def _act(manager: ServiceManager, service: DesiredService, action: str) -> None:

@@ -8,6 +8,7 @@ makes ``render`` and ``once`` agree by construction (both call this function).
 from __future__ import annotations
 
 import hashlib
+import json
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Any
 
 from bootstrap_agent.errors import InvalidInput
 from bootstrap_agent.facts import Facts
-from bootstrap_agent.schema import Settings
+from bootstrap_agent.schema import AUTO, Ramdisk, Settings
 from bootstrap_agent.sizes import GiB, MiB, format_size
 from bootstrap_agent.templates import render
 
@@ -32,9 +33,34 @@ DASHBOARD_KEY = "/etc/nginx/tls/bootstrap-agent-dashboard.key"
 DASHBOARD_HTPASSWD = "/etc/nginx/bootstrap-agent-dashboard.htpasswd"
 DASHBOARD_INDEX = "/var/lib/bootstrap-agent/www/index.html"
 ETC_HOSTS = "/etc/hosts"
+UNIT_DIR = "/etc/systemd/system"  # where the rendered mount units go (the static units come with the image)
+DOCKER_DAEMON_JSON = "/etc/docker/daemon.json"  # dockerd reads it by default
+DOCKER_SOCKET = "/run/docker.sock"
+SPARK_SHUFFLE_ENV = "/etc/default/spark-shuffle"
+ZEPPELIN_ENV = "/etc/default/zeppelin"
+JENKINS_ENV = "/etc/default/jenkins"
+
+# The folders that may live in RAM, and how their mounts are made. Alluxio's tier 0 is only ever read and
+# written as files by the worker and by local clients' short-circuit reads: no executables, no devices. Mesos
+# runs fetched executors from its work_dir and Docker keeps image layers (with setuid binaries and device
+# nodes) in its data-root: those stay exec/suid/dev. 0710 for Docker, as dockerd sets it itself.
+ALLUXIO_TIER0 = "/var/lib/alluxio/ramdisk"
+MESOS_WORK_DIR = "/var/lib/mesos"
+DOCKER_DATA_ROOT = "/var/lib/docker"
+MOUNT_OPTIONS = {
+    ALLUXIO_TIER0: ("0755", "nosuid,nodev,noexec"),
+    MESOS_WORK_DIR: ("0755", ""),
+    DOCKER_DATA_ROOT: ("0710", ""),
+}
 
 DASHBOARD_PORT = 443  # HTTPS; port 80 stays the node's loopback-only metadata cache
 SPARK_UI_PORT = 4040
+# The optional tools listen on the master's loopback only: nginx on 443 is their one way in. Zeppelin keeps its
+# default 8080 (nothing of Mesos, Alluxio or ZooKeeper uses it on a master); Jenkins, whose default is 8080
+# too, moves to 8081.
+ZEPPELIN_PORT = 8080
+JENKINS_PORT = 8081
+TOOLS_ADDRESS = "127.0.0.1"
 ZK_CLIENT_PORT = 2181
 MESOS_MASTER_PORT = 5050
 MESOS_AGENT_PORT = 5051
@@ -49,7 +75,10 @@ SYSTEM_RESERVE_MIN = 1 * GiB
 SYSTEM_RESERVE_FRACTION = 0.10
 ALLUXIO_WORKER_JVM = 1 * GiB
 MIN_MESOS_TASK_MEMORY = 512 * MiB
-RAMDISK_AUTO_FRACTION = 1 / 3
+SPARK_SHUFFLE_HEAP = 512 * MiB  # SPARK_DAEMON_MEMORY of the shuffle service
+DOCKER_DAEMON_MEMORY = 256 * MiB  # dockerd + containerd, without the containers (those are Mesos tasks)
+RAMDISK_AUTO_FRACTION = 1 / 3  # Alluxio's tier 0: a third of what is left after the reserve
+FOLDER_AUTO_FRACTION = 1 / 8  # Mesos work_dir, Docker data-root: an eighth each
 RAMDISK_GRANULE = 256 * MiB
 
 
@@ -84,6 +113,10 @@ class DesiredService:
     ports: tuple[tuple[str, int], ...]  # (host, port) that answer once the unit is up
     version: str | None = None  # of the program, for stand-ins and process supervision
     reload: bool = False  # apply input changes with a reload instead of a restart
+    # Mount units (``var-lib-mesos.mount``) the unit's folders live on. Part of the digest: a folder that moves
+    # into RAM (or back) restarts the unit that uses it; a new size only remounts the folder (its reload).
+    requires: tuple[str, ...] = ()
+    unit_file: str | None = None  # the unit's own file when the plan renders it (mounts): removed with the unit
 
 
 @dataclass(frozen=True)
@@ -103,6 +136,8 @@ class Plan:
         for path in service.inputs:
             desired = self.file(path)
             digest.update(b"\0" + path.encode() + b"\0" + desired.content + oct(desired.mode).encode())
+        if service.requires:  # only then: units without mounts keep the digest they were started with
+            digest.update(b"\0requires\0" + ",".join(service.requires).encode())
         return digest.hexdigest()
 
 
@@ -115,11 +150,13 @@ class Peers:
 
 @dataclass(frozen=True)
 class Memory:
-    """How an agent's memory is split between the system, Alluxio's RAM disk and Mesos tasks."""
+    """How an agent's memory is split between the system, the RAM disks and Mesos tasks (bytes)."""
 
     reserved: int
-    ramdisk: int
-    mesos: int
+    ramdisk: int  # Alluxio's tier 0
+    mesos: int  # offered to tasks
+    work_dir: int = 0  # Mesos work_dir in RAM
+    docker: int = 0  # Docker data-root in RAM
 
 
 def plan(settings: Settings, facts: Facts, peers: Peers | None = None, layout: Layout | None = None) -> Plan:
@@ -182,6 +219,7 @@ def _master(
         ))
         services.append(DesiredService("alluxio-proxy", inputs, ((facts.ip, ALLUXIO_PROXY_WEB),), version))
 
+    tools = _tools(settings, layout, files, services)
     dashboard = settings.dashboard
     if dashboard.tls_certificate and dashboard.tls_key:
         cert, key = dashboard.tls_certificate, dashboard.tls_key
@@ -202,47 +240,106 @@ def _master(
     worker_web = ALLUXIO_WORKER_PORTS[settings.alluxio.version][-1] if settings.alluxio else None
     files.append(_text(DASHBOARD_INDEX, render(
         "index.html.j2", cluster=settings.cluster, masters=masters, alluxio=settings.alluxio is not None,
-        members=members, mesos_agent_port=MESOS_AGENT_PORT, alluxio_worker_web=worker_web,
+        members=members, mesos_agent_port=MESOS_AGENT_PORT, alluxio_worker_web=worker_web, tools=tools,
     )))
     files.append(_text(NGINX_DASHBOARD, render(
         "nginx-dashboard.conf.j2", cluster=settings.cluster, ip=facts.ip, port=DASHBOARD_PORT, www_dir=www,
         alluxio=settings.alluxio is not None, spark_ui_port=SPARK_UI_PORT,
         cert=layout.path(DASHBOARD_CERT), key=layout.path(DASHBOARD_KEY),
         auth="off" if not dashboard.auth else ("on" if dashboard.password_hash else "locked"),
-        htpasswd=layout.path(DASHBOARD_HTPASSWD),
+        htpasswd=layout.path(DASHBOARD_HTPASSWD), tools=tools,
     ), check="nginx"))
     # index.html is served as a file: a new landing page needs no reload.
     services.append(DesiredService("nginx", tuple(nginx_inputs), ((facts.ip, DASHBOARD_PORT),), reload=True))
+
+
+def _tools(
+    settings: Settings, layout: Layout, files: list[DesiredFile], services: list[DesiredService]
+) -> list[dict[str, Any]]:
+    """Zeppelin and Jenkins, when enabled: an EnvironmentFile each, a unit each (run as their own users, see
+    ``systemd/``), on the master's loopback; nginx proxies ``/zeppelin/`` and ``/jenkins/`` to them. Returns what
+    the dashboard templates need: only enabled tools get a proxy and a link."""
+    tools: list[dict[str, Any]] = []
+    if settings.zeppelin.enabled:
+        files.append(_text(ZEPPELIN_ENV, render(
+            "env.j2", cluster=settings.cluster, program="Zeppelin", variables=[
+                ("ZEPPELIN_ADDR", TOOLS_ADDRESS), ("ZEPPELIN_PORT", str(ZEPPELIN_PORT)),
+                ("ZEPPELIN_SERVER_CONTEXT_PATH", "/zeppelin"),
+                ("ZEPPELIN_NOTEBOOK_DIR", layout.path("/var/lib/zeppelin/notebook")),
+                ("MASTER", zk_url(settings.masters).replace("zk://", "mesos://zk://", 1)),
+            ],
+        )))
+        services.append(DesiredService("zeppelin", (ZEPPELIN_ENV,), ((TOOLS_ADDRESS, ZEPPELIN_PORT),)))
+        tools.append({"name": "zeppelin", "title": "Zeppelin", "port": ZEPPELIN_PORT, "websocket": True})
+    if settings.jenkins.enabled:
+        files.append(_text(JENKINS_ENV, render(
+            "env.j2", cluster=settings.cluster, program="Jenkins", variables=[
+                ("JENKINS_HOME", layout.path("/var/lib/jenkins")), ("JENKINS_LISTEN_ADDRESS", TOOLS_ADDRESS),
+                ("JENKINS_PORT", str(JENKINS_PORT)), ("JENKINS_PREFIX", "/jenkins"),
+            ],
+        )))
+        services.append(DesiredService("jenkins", (JENKINS_ENV,), ((TOOLS_ADDRESS, JENKINS_PORT),)))
+        tools.append({"name": "jenkins", "title": "Jenkins", "port": JENKINS_PORT, "websocket": False})
+    return tools
 
 
 # --- agents ----------------------------------------------------------------------------------------------
 
 
 def agent_memory(settings: Settings, facts: Facts) -> Memory:
-    """Split the agent's memory; an explicit RAM disk that leaves Mesos too little is an input error."""
+    """Split the agent's memory; RAM disks that leave Mesos tasks too little are an input error.
+
+    The rule (README, "RAM disks"): the node first keeps a reserve for the OS (max(1 GiB, 10 %)) and the
+    heaps of its own daemons (Alluxio worker 1 GiB, Spark shuffle service 512 MiB, dockerd 256 MiB, each only
+    when it runs). Of the rest, the RAM disks take their sizes (explicit ones as given; ``auto``: Alluxio a
+    third, the Mesos work_dir and Docker's data-root an eighth each), and whatever remains is offered to Mesos
+    tasks, which must get at least 512 MiB. A tmpfs takes memory only as it fills, but it can fill, so its
+    whole size is kept away from the tasks: the sum is checked here, before anything is written, instead of
+    being found by the OOM killer.
+    """
     reserved = max(SYSTEM_RESERVE_MIN, int(facts.memory * SYSTEM_RESERVE_FRACTION))
     if settings.alluxio is not None:
         reserved += ALLUXIO_WORKER_JVM
+    if settings.spark.shuffle_service:
+        reserved += SPARK_SHUFFLE_HEAP
+    if settings.mesos.docker:
+        reserved += DOCKER_DAEMON_MEMORY
     available = facts.memory - reserved
     if available < MIN_MESOS_TASK_MEMORY:
         raise InvalidInput(
             "facts.memory", f"{format_size(facts.memory)} leaves no memory for Mesos tasks after the system reserve"
         )
-    ramdisk = 0
-    if settings.alluxio is not None:
-        if settings.alluxio.worker_ramdisk is None:
-            share = int(available * RAMDISK_AUTO_FRACTION)
-            ramdisk = max(RAMDISK_GRANULE, share - share % RAMDISK_GRANULE)
-        else:
-            ramdisk = settings.alluxio.worker_ramdisk
-        if available - ramdisk < MIN_MESOS_TASK_MEMORY:
+
+    def size(setting: Ramdisk, fraction: float) -> int:
+        if setting is None:
+            return 0
+        if setting == AUTO:
+            share = int(available * fraction)
+            return max(RAMDISK_GRANULE, share - share % RAMDISK_GRANULE)
+        return setting
+
+    used = 0
+    sizes: dict[str, int] = {}
+    wanted = [
+        ("alluxio.worker_ramdisk", (settings.alluxio.worker_ramdisk or AUTO) if settings.alluxio else None,
+         RAMDISK_AUTO_FRACTION),
+        ("mesos.work_dir_ramdisk", settings.mesos.work_dir_ramdisk, FOLDER_AUTO_FRACTION),
+        ("mesos.docker_ramdisk", settings.mesos.docker_ramdisk if settings.mesos.docker else None,
+         FOLDER_AUTO_FRACTION),
+    ]
+    for field_path, setting, fraction in wanted:
+        sizes[field_path] = size(setting, fraction)
+        used += sizes[field_path]
+        if available - used < MIN_MESOS_TASK_MEMORY:
+            others = ", ".join(f"{k} {format_size(v)}" for k, v in sizes.items() if v and k != field_path)
             raise InvalidInput(
-                "alluxio.worker_ramdisk",
-                f"{format_size(ramdisk)} does not fit: this node has {format_size(facts.memory)}, "
-                f"{format_size(reserved)} stay reserved and Mesos tasks need at least "
-                f"{format_size(MIN_MESOS_TASK_MEMORY)}",
+                field_path,
+                f"{format_size(sizes[field_path])} does not fit: this node has {format_size(facts.memory)}, "
+                f"{format_size(reserved)} stay reserved{', ' + others + ' are taken' if others else ''} and "
+                f"Mesos tasks need at least {format_size(MIN_MESOS_TASK_MEMORY)}",
             )
-    return Memory(reserved, ramdisk, available - ramdisk)
+    return Memory(reserved, sizes["alluxio.worker_ramdisk"], available - used, sizes["mesos.work_dir_ramdisk"],
+                  sizes["mesos.docker_ramdisk"])
 
 
 def _agent(
@@ -250,9 +347,14 @@ def _agent(
 ) -> None:
     memory = agent_memory(settings, facts)
     mesos = settings.mesos
+    # RAM disks first: in start order a folder is mounted before anything that uses it.
+    work_mount = _mount(MESOS_WORK_DIR, memory.work_dir, layout, files, services)
+    docker_mount = _mount(DOCKER_DATA_ROOT, memory.docker, layout, files, services)
+    tier0_mount = _mount(ALLUXIO_TIER0, memory.ramdisk, layout, files, services)
+
     flags = {
         "master": zk_url(settings.masters),
-        "work_dir": layout.path("/var/lib/mesos"),
+        "work_dir": layout.path(MESOS_WORK_DIR),
         "log_dir": layout.path("/var/log/mesos"),
         "ip": facts.ip,
         "hostname": facts.ip,
@@ -262,13 +364,25 @@ def _agent(
     }
     if mesos.attributes:
         flags["attributes"] = ";".join(f"{k}:{v}" for k, v in mesos.attributes)
-    if "docker" in mesos.containerizers:
-        # Pulling an image easily takes longer than Mesos' default of one minute (the original used 5mins).
+    if mesos.docker:
+        # Pulling an image easily takes longer than Mesos' default of one minute (the original used 5mins), and
+        # finished containers go after 5 minutes rather than Mesos' 6 hours: with Docker's data in RAM that
+        # matters. Both may be overridden in mesos.agent_flags; the socket is the one our dockerd listens on.
         flags["executor_registration_timeout"] = "5mins"
+        flags["docker_remove_delay"] = "5mins"
+        flags["docker_socket"] = layout.path(DOCKER_SOCKET)
+        files.append(_text(DOCKER_DAEMON_JSON, json.dumps({
+            # live-restore: a restart of dockerd (a changed daemon.json) leaves the running containers alone.
+            "data-root": layout.path(DOCKER_DATA_ROOT),
+            "live-restore": True,
+            "log-driver": "json-file",
+            "log-opts": {"max-size": "50m", "max-file": "3"},
+        }, indent=2, sort_keys=True) + "\n"))
+        services.append(DesiredService("docker", (DOCKER_DAEMON_JSON,), (), requires=docker_mount))
     flags.update(mesos.agent_flags)
     files.append(_mesos_env(MESOS_AGENT_ENV, "mesos-agent", settings, flags))
     services.append(DesiredService(
-        "mesos-agent", (MESOS_AGENT_ENV,), ((facts.ip, MESOS_AGENT_PORT),), mesos.version
+        "mesos-agent", (MESOS_AGENT_ENV,), ((facts.ip, MESOS_AGENT_PORT),), mesos.version, requires=work_mount,
     ))
 
     if settings.alluxio is not None:
@@ -277,8 +391,65 @@ def _agent(
         inputs = (ALLUXIO_SITE, *_agency_files(settings, facts, layout, files))
         services.append(DesiredService(
             "alluxio-worker", inputs, tuple((facts.ip, port) for port in ALLUXIO_WORKER_PORTS[version]), version,
+            requires=tier0_mount,
         ))
         services.append(DesiredService("alluxio-proxy", inputs, ((facts.ip, ALLUXIO_PROXY_WEB),), version))
+
+    if settings.spark.shuffle_service:
+        port = settings.spark.shuffle_port
+        files.append(_text(SPARK_SHUFFLE_ENV, render(
+            "env.j2", cluster=settings.cluster, program="the Spark external shuffle service",
+            variables=[
+                ("SPARK_LOCAL_IP", facts.ip),
+                ("SPARK_DAEMON_MEMORY", f"{SPARK_SHUFFLE_HEAP // MiB}m"),
+                ("SPARK_SHUFFLE_OPTS", f"-Dspark.shuffle.service.port={port}"),
+            ],
+        )))
+        services.append(DesiredService("spark-shuffle", (SPARK_SHUFFLE_ENV,), ((facts.ip, port),)))
+
+
+def mount_unit_name(path: str) -> str:
+    """The mount unit systemd expects for ``path``: ``systemd-escape --path --suffix=mount`` in Python.
+
+    systemd refuses a mount unit whose name does not match its ``Where=``, so the rules are systemd's own:
+    surrounding and repeated slashes dropped, ``/`` becomes ``-``, every byte outside ``[A-Za-z0-9:_.]`` (and a
+    leading ``.``) becomes ``\\xNN``, and the root is ``-``.
+    """
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        return "-.mount"
+    out = []
+    for index, ch in enumerate("/".join(parts).encode("utf-8")):
+        char = chr(ch)
+        if char == "/":
+            out.append("-")
+        elif (char.isascii() and (char.isalnum() or char in ":_.")) and not (index == 0 and char == "."):
+            out.append(char)
+        else:
+            out.append(f"\\x{ch:02x}")
+    return "".join(out) + ".mount"
+
+
+def _mount(
+    folder: str, size: int, layout: Layout, files: list[DesiredFile], services: list[DesiredService]
+) -> tuple[str, ...]:
+    """A tmpfs mount unit for ``folder`` when ``size`` says so; the unit names the services' ``requires``.
+
+    The unit is named after the folder on the node (``var-lib-mesos.mount``), which is its systemd name on a
+    real node (root ``/``); ``Where=`` carries the layout's path, so the process manager (which only creates the
+    folder) works below ``--root`` too.
+    """
+    if not size:
+        return ()
+    unit = mount_unit_name(folder)
+    mode, extra = MOUNT_OPTIONS[folder]
+    options = f"size={size // MiB}m,mode={mode}" + (f",{extra}" if extra else "")
+    unit_file = posixpath.join(UNIT_DIR, unit)
+    files.append(_text(unit_file, render(
+        "tmpfs.mount.j2", where=layout.path(folder), options=options, size=format_size(size),
+    )))
+    services.append(DesiredService(unit, (unit_file,), (), reload=True, unit_file=unit_file))
+    return (unit,)
 
 
 # --- shared pieces ---------------------------------------------------------------------------------------
@@ -334,7 +505,7 @@ def _alluxio_site(
         props["alluxio.worker.hostname"] = facts.ip
         props["alluxio.worker.tieredstore.levels"] = "1"
         props["alluxio.worker.tieredstore.level0.alias"] = "MEM"
-        props["alluxio.worker.tieredstore.level0.dirs.path"] = layout.path("/var/lib/alluxio/ramdisk")
+        props["alluxio.worker.tieredstore.level0.dirs.path"] = layout.path(ALLUXIO_TIER0)
         props["alluxio.worker.memory.size" if v1 else "alluxio.worker.ramdisk.size"] = format_size(ramdisk)
     content = render(
         "alluxio-site.properties.j2", cluster=settings.cluster, version=alluxio.version, role=role,

@@ -44,6 +44,13 @@ MANAGED_AGENT_FLAGS = frozenset(
 MANAGED_MASTER_FLAGS = frozenset({"zk", "quorum", "work_dir", "cluster", "ip", "hostname", "port", "log_dir"})
 
 
+# A RAM disk setting: ``None`` = off (the folder stays on disk), ``AUTO`` = sized from the node's memory, else
+# bytes. Off by default for the Mesos and Docker folders, so user-data written before these keys existed
+# gives the node exactly what it gave before.
+AUTO = -1
+Ramdisk = int | None
+
+
 @dataclass(frozen=True)
 class MesosSettings:
     version: str = "1.11"
@@ -51,6 +58,29 @@ class MesosSettings:
     attributes: tuple[tuple[str, str], ...] = ()
     agent_flags: tuple[tuple[str, str], ...] = ()
     master_flags: tuple[tuple[str, str], ...] = ()
+    work_dir_ramdisk: Ramdisk = None  # the agent's work_dir (sandboxes, checkpoints) in RAM
+    docker_ramdisk: Ramdisk = None  # Docker's data-root in RAM; only with the docker containerizer
+
+    @property
+    def docker(self) -> bool:
+        """Docker runs on agents exactly when Mesos is told to use it."""
+        return "docker" in self.containerizers
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    """Spark's external shuffle service on every agent (executors on Mesos need it for dynamic allocation:
+    their shuffle files outlive them)."""
+
+    shuffle_service: bool = True
+    shuffle_port: int = 7337
+
+
+@dataclass(frozen=True)
+class ToolSettings:
+    """An optional tool on the masters (Zeppelin, Jenkins): off unless the user-data turns it on."""
+
+    enabled: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,6 +121,9 @@ class Settings:
     alluxio: AlluxioSettings | None = None
     credentials: Credentials | None = None
     dashboard: DashboardSettings = DashboardSettings()
+    spark: SparkSettings = SparkSettings()
+    zeppelin: ToolSettings = ToolSettings()
+    jenkins: ToolSettings = ToolSettings()
 
     def secrets(self) -> tuple[str, ...]:
         """Every value that must never reach a log line or a world-readable file."""
@@ -196,6 +229,17 @@ def validate(document: Any) -> Settings:
     alluxio = _alluxio(top["alluxio"]) if "alluxio" in top else None
     credentials = _credentials(top["credentials"]) if "credentials" in top else None
     dashboard = _dashboard(top["dashboard"]) if "dashboard" in top else DashboardSettings()
+    spark = _spark(top["spark"]) if "spark" in top else SparkSettings()
+    zeppelin = _tool(top["zeppelin"], "zeppelin") if "zeppelin" in top else ToolSettings()
+    jenkins = _tool(top["jenkins"], "jenkins") if "jenkins" in top else ToolSettings()
+    for name, tool in (("zeppelin", zeppelin), ("jenkins", jenkins)):
+        if tool.enabled and not dashboard.auth:
+            # Both run code on the cluster for whoever reaches them: never without the dashboard's password.
+            raise InvalidInput(f"{name}.enabled", f"{name} runs code on the cluster and is reached only through "
+                               "the dashboard: it cannot be enabled with dashboard.auth false")
+    taken = AGENT_PORTS[alluxio.version] if alluxio is not None else AGENT_PORTS[""]
+    if spark.shuffle_service and spark.shuffle_port in taken:
+        raise InvalidInput("spark.shuffle_port", f"{spark.shuffle_port} is taken by the agent's Mesos or Alluxio")
     if alluxio is not None:
         if alluxio.version == "1.8" and len(masters) > 1:
             raise InvalidInput(
@@ -220,12 +264,21 @@ def validate(document: Any) -> Settings:
         alluxio=alluxio,
         credentials=credentials,
         dashboard=dashboard,
+        spark=spark,
+        zeppelin=zeppelin,
+        jenkins=jenkins,
     )
 
 
-TOP_KEYS = frozenset(
-    {"schema", "cluster", "role", "masters", "secret", "mesos", "alluxio", "credentials", "dashboard"}
-)
+TOP_KEYS = frozenset({
+    "schema", "cluster", "role", "masters", "secret", "mesos", "alluxio", "credentials", "dashboard", "spark",
+    "zeppelin", "jenkins",
+})
+SPARK_KEYS = frozenset({"shuffle_service", "shuffle_port"})
+TOOL_KEYS = frozenset({"enabled"})
+# Ports an agent's own services hold (Mesos agent; Alluxio worker and proxy per version): the shuffle service
+# must not take one of them.
+AGENT_PORTS = {"": (5051,), "1.8": (5051, 29998, 29999, 30000, 39999), "2.9": (5051, 29999, 30000, 39999)}
 DASHBOARD_KEYS = frozenset({"auth", "user", "password_hash", "tls_certificate", "tls_key"})
 DASHBOARD_USER = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 # Hashes nginx's auth_basic_user_file understands on Debian 12 (its own $apr1$, glibc/libxcrypt crypt(),
@@ -238,7 +291,9 @@ PASSWORD_HASH = re.compile(
     r"|\{SSHA\}[A-Za-z0-9+/=]{28,})$"
 )
 PEM_TEXT = re.compile(r"^(?:-----BEGIN ([A-Z ]+)-----\n[A-Za-z0-9+/=\n]+-----END \1-----\n)+$")
-MESOS_KEYS = frozenset({"version", "containerizers", "attributes", "agent_flags", "master_flags"})
+MESOS_KEYS = frozenset({
+    "version", "containerizers", "attributes", "agent_flags", "master_flags", "work_dir_ramdisk", "docker_ramdisk",
+})
 ALLUXIO_KEYS = frozenset({"version", "root_ufs", "s3_endpoint", "block_size", "worker_ramdisk"})
 CREDENTIAL_KEYS = frozenset({"source", "access_key_id", "secret_access_key"})
 
@@ -283,7 +338,47 @@ def _mesos(value: Any) -> MesosSettings:
     master_flags = _flags(
         obj.get("master_flags", {}), "mesos.master_flags", version, "master", MANAGED_MASTER_FLAGS
     )
-    return MesosSettings(version, containerizers, attributes, agent_flags, master_flags)
+    work_dir_ramdisk = _ramdisk(obj.get("work_dir_ramdisk", "off"), "mesos.work_dir_ramdisk")
+    docker_ramdisk = _ramdisk(obj.get("docker_ramdisk", "off"), "mesos.docker_ramdisk")
+    if docker_ramdisk is not None and "docker" not in containerizers:
+        raise InvalidInput("mesos.docker_ramdisk", "Docker runs only with the docker containerizer "
+                           "(mesos.containerizers); without it there is no Docker data to put in RAM")
+    return MesosSettings(version, containerizers, attributes, agent_flags, master_flags, work_dir_ramdisk,
+                         docker_ramdisk)
+
+
+def _ramdisk(value: Any, path: str) -> Ramdisk:
+    """``off``, ``auto`` or a size (at least 64 MiB: less holds no sandbox, image or block worth having)."""
+    if value == "off":
+        return None
+    if value == "auto":
+        return AUTO
+    if isinstance(value, bool):
+        raise InvalidInput(path, f"expected 'off', 'auto' or a size, got {_kind(value)}")
+    size = _size(value, path)
+    if size < 64 << 20:
+        raise InvalidInput(path, f"{value!r} is less than 64MB; use 'off' for no RAM disk")
+    return size
+
+
+def _spark(value: Any) -> SparkSettings:
+    obj = _object(value, "spark", SPARK_KEYS)
+    enabled = _bool(obj.get("shuffle_service", True), "spark.shuffle_service")
+    port = obj.get("shuffle_port", SparkSettings.shuffle_port)
+    if type(port) is not int or not 1024 <= port <= 65535:
+        raise InvalidInput("spark.shuffle_port", f"expected a port number 1024-65535, got {json.dumps(port)}")
+    return SparkSettings(enabled, port)
+
+
+def _tool(value: Any, name: str) -> ToolSettings:
+    obj = _object(value, name, TOOL_KEYS)
+    return ToolSettings(_bool(obj.get("enabled", False), f"{name}.enabled"))
+
+
+def _bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput(path, f"expected true or false, got {_kind(value)}")
+    return value
 
 
 def _attributes(value: Any) -> list[tuple[str, str]]:
@@ -357,9 +452,7 @@ def _credentials(value: Any) -> Credentials:
 
 def _dashboard(value: Any) -> DashboardSettings:
     obj = _object(value, "dashboard", DASHBOARD_KEYS)
-    auth = obj.get("auth", True)
-    if not isinstance(auth, bool):
-        raise InvalidInput("dashboard.auth", f"expected true or false, got {_kind(auth)}")
+    auth = _bool(obj.get("auth", True), "dashboard.auth")
     user = _string(obj.get("user", "admin"), "dashboard.user")
     if not DASHBOARD_USER.match(user):
         raise InvalidInput("dashboard.user", "1-32 characters of A-Z, a-z, 0-9, '._-'")

@@ -11,9 +11,11 @@
 #   * the units of ../systemd in /etc/systemd/system; with STANDINS=yes the stand-in drop-ins as well
 #   * nginx with the metadata cache (127.0.0.1:80 only, /user-data -> 169.254.169.254, stale copy served
 #     while the metadata service is down), Debian's default site removed
-#   * Java (OpenJDK 17) and Debian's ZooKeeper; Mesos and Alluxio from MESOS_DEB / ALLUXIO_TARBALL, or the
-#     stand-ins (STANDINS=yes)
-#   * enabled: nginx and bootstrap-agent only; the agent enables its role's units itself
+#   * Java (OpenJDK 17) and Debian's ZooKeeper; Mesos and Alluxio from MESOS_DEB / ALLUXIO_TARBALL, Docker
+#     (docker.io), Spark, Zeppelin and Jenkins (SPARK_TARBALL, ZEPPELIN_TARBALL, JENKINS_WAR), or the
+#     stand-ins of all of them (STANDINS=yes); the users zeppelin and jenkins
+#   * enabled: nginx and bootstrap-agent only; the agent enables its role's units itself (docker.service and
+#     docker.socket included: they stay disabled)
 #   * no machine-id, no ssh host keys, no agent state, no cached user-data
 #
 # Inputs (environment variables):
@@ -29,6 +31,10 @@
 #   MESOS_DEB        (STANDINS=no) URL or path of the Mesos .deb; it provides /usr/sbin/mesos-master and
 #                    /usr/sbin/mesos-agent
 #   ALLUXIO_TARBALL  (STANDINS=no) URL or path of the Alluxio binary tarball; unpacked into /opt/alluxio
+#   SPARK_TARBALL    (STANDINS=no) URL or path of a Spark binary tarball, unpacked into /opt/spark (the agents'
+#                    shuffle service); ZEPPELIN_TARBALL likewise into /opt/zeppelin; JENKINS_WAR (URL or path)
+#                    becomes /usr/share/java/jenkins.war. Each optional: without it that unit cannot start, so
+#                    clusters of such an image set spark.shuffle_service false and leave zeppelin/jenkins off
 #
 # Usage: install-node.sh [--phase packages|all] [--print-packages]
 #   --phase packages   only the Debian packages and the Mesos/Alluxio downloads (the local builder caches
@@ -39,7 +45,9 @@ shopt -s nullglob
 
 readonly VENV=/opt/bootstrap-agent/venv
 readonly UNIT_DEST=/etc/systemd/system
-readonly MANAGED_UNITS=(zookeeper mesos-master mesos-agent alluxio-master alluxio-worker alluxio-proxy)
+readonly MANAGED_UNITS=(zookeeper mesos-master mesos-agent alluxio-master alluxio-worker alluxio-proxy docker
+    spark-shuffle zeppelin jenkins)
+readonly TOOL_USERS=(zeppelin jenkins)
 readonly ENABLED_UNITS=(nginx bootstrap-agent)
 readonly CACHE_CONF=/etc/nginx/conf.d/bootstrap-agent-metadata-cache.conf
 readonly NGINX_CACHE_DIR=/var/cache/nginx
@@ -65,6 +73,9 @@ MESOS_VERSION="${MESOS_VERSION:-1.11}"
 ALLUXIO_VERSION="${ALLUXIO_VERSION:-2.9}"
 MESOS_DEB="${MESOS_DEB:-}"
 ALLUXIO_TARBALL="${ALLUXIO_TARBALL:-}"
+SPARK_TARBALL="${SPARK_TARBALL:-}"
+ZEPPELIN_TARBALL="${ZEPPELIN_TARBALL:-}"
+JENKINS_WAR="${JENKINS_WAR:-}"
 AGENT_SOURCE="${AGENT_SOURCE:-}"
 WHEELHOUSE="${WHEELHOUSE:-}"
 UNITS_DIR="${UNITS_DIR:-$here/../systemd}"
@@ -79,7 +90,11 @@ packages() {
     # on 17); python3-venv carries the pip that installs the agent; libnss-myhostname answers the node's own
     # name without DNS (else the first lookups stall).
     local list=(nginx python3-venv openjdk-17-jre-headless zookeeper libnss-myhostname procps)
-    if is_url "$AGENT_SOURCE" || is_url "$MESOS_DEB" || is_url "$ALLUXIO_TARBALL"; then
+    if [[ "$STANDINS" == no ]]; then
+        list+=(docker.io)  # with stand-ins the project's dockerd stand-in runs instead
+    fi
+    if is_url "$AGENT_SOURCE" || is_url "$MESOS_DEB" || is_url "$ALLUXIO_TARBALL" || is_url "$SPARK_TARBALL" \
+        || is_url "$ZEPPELIN_TARBALL" || is_url "$JENKINS_WAR"; then
         list+=(curl ca-certificates)
     fi
     printf '%s\n' "${list[@]}"
@@ -170,7 +185,38 @@ install_packages() {
     if [[ "$STANDINS" == no ]]; then
         install_mesos
         install_alluxio
+        install_tarball "$SPARK_TARBALL" /opt/spark bin/spark-class SPARK_TARBALL
+        install_tarball "$ZEPPELIN_TARBALL" /opt/zeppelin bin/zeppelin.sh ZEPPELIN_TARBALL
+        install_jenkins
     fi
+}
+
+install_tarball() {  # install_tarball SOURCE DEST MUST-HAVE NAME: an optional binary tarball
+    local source="$1" dest="$2" must="$3" name="$4" tarball
+    if [[ -x "$dest/$must" ]]; then
+        log "$dest present"
+        return
+    fi
+    if [[ -z "$source" ]]; then
+        log "no $name: $dest/$must missing, its unit cannot start on nodes of this image"
+        return
+    fi
+    tarball="$(fetch "$source" "$work")"
+    mkdir -p "$dest"
+    tar -xzf "$tarball" -C "$dest" --strip-components=1 --no-same-owner
+    [[ -x "$dest/$must" ]] || die "$source has no $must"
+}
+
+install_jenkins() {
+    if [[ -f /usr/share/java/jenkins.war ]]; then
+        log "jenkins present"
+        return
+    fi
+    if [[ -z "$JENKINS_WAR" ]]; then
+        log "no JENKINS_WAR: jenkins.service cannot start on nodes of this image"
+        return
+    fi
+    install -D -m 0644 "$(fetch "$JENKINS_WAR" "$work")" /usr/share/java/jenkins.war
 }
 
 install_mesos() {
@@ -216,18 +262,38 @@ install_agent() {
     "$VENV/bin/python" -m pip install "${pip_args[@]}" "$source"
     ln -sfn "$VENV/bin/bootstrap-agent" /usr/local/bin/bootstrap-agent
     "$VENV/bin/bootstrap-agent" --help >/dev/null
-    "$VENV/bin/python" -c 'import bootstrap_agent.standins.mesos, bootstrap_agent.standins.alluxio'
+    "$VENV/bin/python" -c 'import bootstrap_agent.standins.mesos, bootstrap_agent.standins.alluxio, bootstrap_agent.standins.tools'
 }
 
 # --- units ----------------------------------------------------------------------------------------------------
 install_units() {
-    local unit name dropin
+    local unit name dropin user
     for unit in "$UNITS_DIR"/*.service; do
         install -m 0644 "$unit" "$UNIT_DEST/$(basename "$unit")"
     done
     for name in "${MANAGED_UNITS[@]}"; do
         rm -f "$UNIT_DEST/$name.service.d/standin.conf"
         rmdir "$UNIT_DEST/$name.service.d" 2>/dev/null || true
+    done
+    # Drop-ins for units that come with Debian packages (docker.io's docker.service): ordering and restarts.
+    for dropin in "$UNITS_DIR"/*.service.d/*.conf; do
+        name="$(basename "$(dirname "$dropin")")"
+        install -d -m 0755 "$UNIT_DEST/$name"
+        install -m 0644 "$dropin" "$UNIT_DEST/$name/$(basename "$dropin")"
+    done
+    # Services that run as their own user (their StateDirectory= is theirs); nobody logs in as them.
+    for user in "${TOOL_USERS[@]}"; do
+        if ! getent passwd "$user" >/dev/null; then
+            useradd --system --user-group --home-dir "/var/lib/$user" --no-create-home --shell /usr/sbin/nologin "$user"
+        fi
+    done
+    # Whole stand-in units (for programs that come as Debian packages on real images: dockerd).
+    for unit in "$UNITS_DIR"/standins/*.service; do
+        if [[ "$STANDINS" == yes ]]; then
+            install -m 0644 "$unit" "$UNIT_DEST/$(basename "$unit")"
+        else
+            rm -f "$UNIT_DEST/$(basename "$unit")"
+        fi
     done
     if [[ "$STANDINS" == yes ]]; then
         for dropin in "$UNITS_DIR"/standins/*.service.d/*.conf; do
@@ -272,6 +338,8 @@ enable_units() {
     for name in "${MANAGED_UNITS[@]}"; do
         systemctl disable --quiet "$name.service" 2>/dev/null || true
     done
+    # docker.io enables its socket and containerd; the agent starts docker (which wants containerd) itself.
+    systemctl disable --quiet docker.socket containerd.service 2>/dev/null || true
     systemctl enable --quiet "${ENABLED_UNITS[@]/%/.service}"
     if ! running_systemd; then
         return
@@ -294,7 +362,9 @@ remove_identity() {
     rm -rf /var/lib/bootstrap-agent "${NGINX_CACHE_DIR:?}"/metadata /var/lib/zookeeper/version-2 \
         /var/lib/mesos /var/lib/alluxio
     rm -f /etc/default/mesos-master /etc/default/mesos-agent /etc/default/alluxio \
-        /opt/alluxio/conf/alluxio-site.properties /etc/nginx/conf.d/bootstrap-agent-dashboard.conf
+        /opt/alluxio/conf/alluxio-site.properties /etc/nginx/conf.d/bootstrap-agent-dashboard.conf \
+        /etc/docker/daemon.json /etc/default/spark-shuffle /etc/default/zeppelin /etc/default/jenkins \
+        "$UNIT_DEST"/var-lib-mesos.mount "$UNIT_DEST"/var-lib-docker.mount "$UNIT_DEST"/var-lib-alluxio-ramdisk.mount
     if command -v cloud-init >/dev/null; then
         cloud-init clean --logs
     fi

@@ -114,7 +114,9 @@ def test_agent_mesos_flags() -> None:
     assert env["MESOS_ATTRIBUTES"] == "az:eu-de-02"
     assert env["MESOS_RESOURCES"].startswith("cpus:8;mem:")
     assert env["MESOS_EXECUTOR_REGISTRATION_TIMEOUT"] == "5mins"  # docker pulls are slow
-    assert [s.unit for s in p.services] == ["mesos-agent", "alluxio-worker", "alluxio-proxy"]
+    assert env["MESOS_DOCKER_SOCKET"] == "/run/docker.sock"
+    assert [s.unit for s in p.services] == [
+        "var-lib-alluxio-ramdisk.mount", "docker", "mesos-agent", "alluxio-worker", "alluxio-proxy", "spark-shuffle"]
 
 
 def test_agent_flags_override_defaults_and_reach_the_file() -> None:

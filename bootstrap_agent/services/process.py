@@ -28,8 +28,13 @@ from bootstrap_agent.install import write_atomic
 from bootstrap_agent.plan import (
     ALLUXIO_ENV,
     ALLUXIO_SITE,
+    DOCKER_DAEMON_JSON,
+    DOCKER_SOCKET,
+    JENKINS_ENV,
     MESOS_AGENT_ENV,
     MESOS_MASTER_ENV,
+    SPARK_SHUFFLE_ENV,
+    ZEPPELIN_ENV,
     ZOO_CFG,
     DesiredService,
     Layout,
@@ -65,6 +70,13 @@ class ProcessManager:
             argv = [*python, "bootstrap_agent.standins.alluxio", role, "--alluxio-version", str(service.version),
                     "--conf", path(ALLUXIO_SITE)]
             return argv, ["-" + ALLUXIO_ENV]
+        if unit == "docker":
+            argv = [*python, "bootstrap_agent.standins.tools", "docker", "--config-file", path(DOCKER_DAEMON_JSON),
+                    "-H", "unix://" + path(DOCKER_SOCKET)]
+            return argv, []
+        tool_env = {"spark-shuffle": SPARK_SHUFFLE_ENV, "zeppelin": ZEPPELIN_ENV, "jenkins": JENKINS_ENV}
+        if unit in tool_env:
+            return [*python, "bootstrap_agent.standins.tools", unit], [tool_env[unit]]
         if unit == "nginx":
             prefix = path("/etc/nginx")
             return ["nginx", "-p", prefix + "/", "-c", f"{prefix}/nginx.conf", "-g", "daemon off;"], []
@@ -82,6 +94,9 @@ class ProcessManager:
 
     def start(self, service: DesiredService) -> None:
         if self.is_active(service.unit):
+            return
+        if service.unit.endswith(".mount"):
+            self._make_folder(service)
             return
         try:
             argv, env_files = self.command(service)
@@ -115,6 +130,9 @@ class ProcessManager:
         self.start(service)
 
     def reload(self, service: DesiredService) -> None:
+        if service.unit.endswith(".mount"):
+            self._make_folder(service)  # a new size means nothing to a plain folder; a new mode does
+            return
         process = self._process(service.unit)
         if process is None:
             self.start(service)
@@ -136,6 +154,8 @@ class ProcessManager:
             (self.run_dir / f"{unit}.json").unlink()
 
     def is_active(self, unit: str) -> bool:
+        if unit.endswith(".mount"):
+            return self._folder(unit) is not None
         return self._process(unit) is not None
 
     def main_pid(self, unit: str) -> int | None:
@@ -156,6 +176,27 @@ class ProcessManager:
             for record in sorted(self.run_dir.glob("*.json")):
                 self.stop(record.stem)
 
+    # mount units: no tmpfs without systemd (and no mounting in tests), the folder alone -----------------------
+    def _make_folder(self, service: DesiredService) -> None:
+        """Create the folder a mount unit names (``Where=``) with its ``mode=``: the services that use it find
+        it as on a real node, only on the disk instead of in RAM."""
+        unit_file = Path(self.layout.path(service.unit_file or service.inputs[0]))
+        try:
+            where, mode = mount_target(unit_file.read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ServiceError(f"{service.unit}: cannot read {unit_file}: {exc}") from None
+        folder = Path(where)
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(folder, mode)
+        write_atomic(self.run_dir / f"{service.unit}.json", json.dumps({"mount": where}).encode(), 0o644)
+
+    def _folder(self, unit: str) -> str | None:
+        try:
+            where = json.loads((self.run_dir / f"{unit}.json").read_text("utf-8"))["mount"]
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return None
+        return where if isinstance(where, str) and os.path.isdir(where) else None
+
     def _process(self, unit: str) -> psutil.Process | None:
         try:
             record = json.loads((self.run_dir / f"{unit}.json").read_text("utf-8"))
@@ -170,6 +211,25 @@ class ProcessManager:
         except (FileNotFoundError, ValueError, KeyError, TypeError, json.JSONDecodeError, psutil.Error):
             return None
 
+
+
+def mount_target(text: str) -> tuple[str, int]:
+    """``Where=`` and the ``mode=`` of ``Options=`` (default 0755) of a rendered mount unit."""
+    where, mode = None, 0o755
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if not sep:
+            continue
+        if key == "Where":
+            where = value.strip()
+        elif key == "Options":
+            for option in value.split(","):
+                name, _, setting = option.partition("=")
+                if name.strip() == "mode":
+                    mode = int(setting, 8)
+    if not where or not where.startswith("/"):
+        raise ValueError("no absolute Where=")
+    return where, mode
 
 
 def _wait_dead(process: psutil.Process, timeout: float) -> bool:

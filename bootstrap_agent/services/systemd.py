@@ -12,6 +12,12 @@ from bootstrap_agent.plan import DesiredService
 from bootstrap_agent.services.base import ServiceError
 
 SYSTEMCTL_TIMEOUT = 120.0
+UNIT_TYPES = (".mount",)  # plan units with a type of their own; everything else is a service
+
+
+def unit_name(unit: str) -> str:
+    """systemd's name for a plan unit: ``mesos-agent`` → ``mesos-agent.service``, mounts as they are."""
+    return unit if unit.endswith(UNIT_TYPES) else f"{unit}.service"
 
 
 class SystemdManager:
@@ -41,33 +47,33 @@ class SystemdManager:
 
     def enable(self, service: DesiredService) -> None:
         # --no-reload: enabling only adds a symlink; a daemon-reload for it costs ~0.2 s per unit at boot.
-        self._run("enable", "--quiet", "--no-reload", f"{service.unit}.service")
+        self._run("enable", "--quiet", "--no-reload", unit_name(service.unit))
 
     def disable(self, unit: str) -> None:
-        self._run("disable", "--quiet", f"{unit}.service")
+        self._run("disable", "--quiet", unit_name(unit))
 
     def start(self, service: DesiredService) -> None:
-        self._run("start", f"{service.unit}.service")
+        self._run("start", unit_name(service.unit))
 
     def restart(self, service: DesiredService) -> None:
-        self._run("restart", f"{service.unit}.service")
+        self._run("restart", unit_name(service.unit))
 
     def reload(self, service: DesiredService) -> None:
-        self._run("reload-or-restart", f"{service.unit}.service")
+        self._run("reload-or-restart", unit_name(service.unit))
 
     def stop(self, unit: str) -> None:
-        self._run("stop", f"{unit}.service")
+        self._run("stop", unit_name(unit))
 
     def is_active(self, unit: str) -> bool:
         """Running or on its way up; readiness (its ports) is judged by the caller. A unit waiting to be
         restarted after a crash (activating/auto-restart) is not running."""
-        result = self._run("show", "--property=ActiveState,SubState", f"{unit}.service", check=False)
+        result = self._run("show", "--property=ActiveState,SubState", unit_name(unit), check=False)
         props = dict(line.partition("=")[::2] for line in result.stdout.splitlines())
         state, sub = props.get("ActiveState", ""), props.get("SubState", "")
         return state in ("active", "reloading") or (state == "activating" and sub != "auto-restart")
 
     def main_pid(self, unit: str) -> int | None:
-        result = self._run("show", "--property=MainPID", "--value", f"{unit}.service", check=False)
+        result = self._run("show", "--property=MainPID", "--value", unit_name(unit), check=False)
         try:
             pid = int(result.stdout.strip())
         except ValueError:
@@ -76,13 +82,13 @@ class SystemdManager:
 
     def failure_reason(self, unit: str) -> str:
         """systemd's verdict plus the unit's last log line: what an operator would look up first."""
-        result = self._run("show", "--property=ActiveState,SubState,Result", f"{unit}.service", check=False)
+        result = self._run("show", "--property=ActiveState,SubState,Result", unit_name(unit), check=False)
         props = dict(line.partition("=")[::2] for line in result.stdout.splitlines())
         verdict = f"{props.get('ActiveState', '?')}/{props.get('SubState', '?')} (result: {props.get('Result', '?')})"
         try:
             journal = subprocess.run(
                 # The program's own words (_SYSTEMD_UNIT), not systemd's messages about the unit (UNIT=).
-                ["journalctl", f"_SYSTEMD_UNIT={unit}.service", "--lines", "1", "--no-pager", "--output", "cat"],
+                ["journalctl", f"_SYSTEMD_UNIT={unit_name(unit)}", "--lines", "1", "--no-pager", "--output", "cat"],
                 capture_output=True, text=True, timeout=10, check=False,
             )
             last = journal.stdout.strip().splitlines()[-1:] if journal.returncode == 0 else []

@@ -103,6 +103,9 @@ class _RouteHandler(BaseHTTPRequestHandler):
         """Silent: stdout carries only the structured start line, and stderr only failures."""
 
 
+RouteHandler = _RouteHandler  # for servers of other kinds (dockerd's unix socket)
+
+
 class _TCPListener(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
