@@ -27,6 +27,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 UNITS = PROJECT_DIR / "systemd"
 STANDINS = UNITS / "standins"
 MANAGED = ("zookeeper", "mesos-master", "mesos-agent", "alluxio-master", "alluxio-worker", "alluxio-proxy")
+TOOLS = ("spark-shuffle", "zeppelin", "jenkins")  # issue 7: our units whose stand-ins need no version
 VENV_PYTHON = "/opt/bootstrap-agent/venv/bin/python"
 STANDIN_VERSIONS = {"BOOTSTRAP_AGENT_MESOS_VERSION": "1.11", "BOOTSTRAP_AGENT_ALLUXIO_VERSION": "2.9"}
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
@@ -83,7 +84,8 @@ def words(entries: Entries, key: str, section: str = "Unit") -> set[str]:
 
 def exec_paths() -> set[str]:
     paths = set()
-    for path in [*UNITS.glob("*.service"), *STANDINS.rglob("*.conf")]:
+    for path in [*UNITS.glob("*.service"), *STANDINS.rglob("*.conf"), *STANDINS.glob("*.service"),
+                 *UNITS.glob("*.service.d/*.conf")]:
         for section, key, val in parse_unit(path.read_text()):
             if section == "Service" and key.startswith("Exec") and val:
                 paths.add(val.lstrip("-@+!:").split()[0])
@@ -98,9 +100,13 @@ def verify_root(tmp: Path, standins: bool) -> Path:
     dest.mkdir(parents=True)
     for unit in UNITS.glob("*.service"):
         shutil.copy(unit, dest)
+    for dropin in UNITS.glob("*.service.d"):  # for units of Debian packages (docker.io's docker.service)
+        shutil.copytree(dropin, dest / dropin.name)
     if standins:
+        for unit in STANDINS.glob("*.service"):  # whole stand-in units (dockerd)
+            shutil.copy(unit, dest)
         for dropin in STANDINS.glob("*.service.d"):
-            shutil.copytree(dropin, dest / dropin.name)
+            shutil.copytree(dropin, dest / dropin.name, dirs_exist_ok=True)
     for program in exec_paths():
         stub = root / program.lstrip("/")
         stub.parent.mkdir(parents=True, exist_ok=True)
@@ -123,7 +129,7 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Path]:
 
 
 @pytest.mark.parametrize("standins", [False, True], ids=["real", "standins"])
-@pytest.mark.parametrize("unit", ["bootstrap-agent", *MANAGED])
+@pytest.mark.parametrize("unit", ["bootstrap-agent", *MANAGED, *TOOLS])
 def test_systemd_analyze_verify_is_silent(roots: dict[bool, Path], unit: str, standins: bool) -> None:
     result = verify(roots[standins], unit)
     assert (result.returncode, result.stderr.strip(), result.stdout.strip()) == (0, "", ""), result
@@ -254,3 +260,73 @@ def test_systemd_analyze_security_scores(roots: dict[bool, Path]) -> None:
     print("\nUNITS systemd-analyze security: " + ", ".join(f"{u} {s}" for u, s in scores.items()))
     for unit in ("zookeeper", "mesos-master", "alluxio-master", "alluxio-proxy"):
         assert scores[unit] <= 4.0, scores
+
+
+# -- issue 7: docker, spark-shuffle, zeppelin, jenkins, and the rendered mount units ----------------------------
+def test_docker_standin_unit_with_the_real_drop_in_verifies(roots: dict[bool, Path]) -> None:
+    """docker.service itself comes from Debian's docker.io on real images; with stand-ins it is ours, and the
+    drop-in (ordering after its RAM disk and before the Mesos agent) applies to either."""
+    result = verify(roots[True], "docker")
+    assert (result.returncode, result.stderr.strip(), result.stdout.strip()) == (0, "", ""), result
+    dropin = parse_unit((UNITS / "docker.service.d" / "bootstrap-agent.conf").read_text())
+    assert values(dropin, "RequiresMountsFor", "Unit") == ["/var/lib/docker"]
+    assert {"mesos-agent.service", "bootstrap-agent.service"} <= words(dropin, "Before")
+
+
+@pytest.mark.parametrize("unit", [*TOOLS, "docker"])
+def test_new_standins_run_what_the_process_manager_runs(unit: str) -> None:
+    expected, env_files = ProcessManager(Layout("/")).command(DesiredService(unit, (), ()))
+    entries = parse_unit((STANDINS / f"{unit}.service").read_text()) if unit == "docker" else effective(unit, True)
+    starts = values(entries, "ExecStart")
+    assert len(starts) == 1 and starts[0].split()[0] == VENV_PYTHON
+    assert starts[0].split()[1:] == expected[1:]
+    assert values(entries, "EnvironmentFile") == env_files
+
+
+def test_folders_that_may_be_ram_disks_order_their_users_after_the_mount() -> None:
+    from bootstrap_agent.plan import ALLUXIO_TIER0, MESOS_WORK_DIR
+
+    assert values(effective("mesos-agent"), "RequiresMountsFor", "Unit") == [MESOS_WORK_DIR]
+    assert values(effective("alluxio-worker"), "RequiresMountsFor", "Unit") == [ALLUXIO_TIER0]
+    assert values(effective("alluxio-worker"), "ExecStartPre") == [], "the mount unit makes the RAM disk"
+    assert values(effective("spark-shuffle"), "RequiresMountsFor", "Unit") == [MESOS_WORK_DIR]
+    assert "docker.service" in words(effective("mesos-agent"), "After")
+
+
+@pytest.mark.parametrize("unit", ["zeppelin", "jenkins"])
+def test_tools_run_as_their_own_user_sandboxed(unit: str) -> None:
+    entries = effective(unit)
+    assert value(entries, "User") == unit and value(entries, "Group") == unit
+    assert value(entries, "ProtectSystem") == "strict" and value(entries, "NoNewPrivileges") == "yes"
+    assert values(entries, "CapabilityBoundingSet") == []
+    assert values(entries, "EnvironmentFile") == [f"/etc/default/{unit}"]
+    assert words(entries, "WantedBy", "Install") == {"multi-user.target"}
+
+
+def test_rendered_mount_units_verify_and_a_misnamed_one_does_not(tmp_path: Path) -> None:
+    """The mount units the plan renders pass ``systemd-analyze verify``; the same text under a name that does
+    not match ``Where=`` is refused, so the check can see a naming mistake."""
+    from bootstrap_agent.facts import Facts
+    from bootstrap_agent.plan import plan
+    from bootstrap_agent.schema import validate
+
+    data = {"schema": 1, "cluster": "c1", "role": "agent", "masters": ["10.1.0.10"], "secret": "x" * 20,
+            "mesos": {"containerizers": ["docker", "mesos"], "work_dir_ramdisk": "2GB", "docker_ramdisk": "auto"},
+            "alluxio": {"root_ufs": "s3://bucket/x"},
+            "credentials": {"source": "keys", "access_key_id": "AKIDEXAMPLE", "secret_access_key": "secretkey123"}}
+    node = Facts(ip="10.1.0.20", hostname="a1", cpus=4, memory=32 << 30, instance_uuid="u1")
+    p = plan(validate(data), node)
+    root = verify_root(tmp_path, standins=True)
+    mounts = [f for f in p.files if f.path.endswith(".mount")]
+    assert len(mounts) == 3
+    for f in mounts:
+        (root / f.path.lstrip("/")).write_bytes(f.content)
+    for f in mounts:
+        result = subprocess.run(["systemd-analyze", "verify", "--man=no", f"--root={root}", f.path.rsplit("/", 1)[1]],
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert (result.returncode, result.stderr.strip()) == (0, ""), (f.path, result)
+    wrong = root / "etc/systemd/system/var-lib-elsewhere.mount"
+    wrong.write_bytes(mounts[0].content)
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", f"--root={root}", wrong.name],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0 and "Where=" in result.stderr, result

@@ -124,7 +124,65 @@ BAD: list[tuple[str, Any, str]] = [
      "dashboard.tls_key"),
     ("dashboard.tls_key", "-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n", "dashboard.tls_certificate"),
     ("dashboard.theme", "dark", "dashboard.theme"),
+    # issue 7: RAM folders, Spark's shuffle service, the optional tools
+    ("mesos.work_dir_ramdisk", "lots", "mesos.work_dir_ramdisk"),
+    ("mesos.work_dir_ramdisk", "32MB", "mesos.work_dir_ramdisk"),  # too small to be meant
+    ("mesos.work_dir_ramdisk", 0, "mesos.work_dir_ramdisk"),
+    ("mesos.work_dir_ramdisk", True, "mesos.work_dir_ramdisk"),
+    ("mesos.work_dir_ramdisk", None, "mesos.work_dir_ramdisk"),
+    ("mesos.work_dir_ramdisk", "Auto", "mesos.work_dir_ramdisk"),
+    ("mesos.docker_ramdisk", "2GB\n", "mesos.docker_ramdisk"),
+    ("mesos.docker_ramdisk", ["2GB"], "mesos.docker_ramdisk"),
+    ("mesos.docker_ramdisk", False, "mesos.docker_ramdisk"),
+    ("spark", "on", "spark"),
+    ("spark.shuffle_service", "yes", "spark.shuffle_service"),
+    ("spark.shuffle_service", 1, "spark.shuffle_service"),
+    ("spark.shuffle_port", "7337", "spark.shuffle_port"),
+    ("spark.shuffle_port", 80, "spark.shuffle_port"),
+    ("spark.shuffle_port", 70000, "spark.shuffle_port"),
+    ("spark.shuffle_port", 7337.0, "spark.shuffle_port"),
+    ("spark.shuffle_port", True, "spark.shuffle_port"),
+    ("spark.shuffle_port", 5051, "spark.shuffle_port"),  # the Mesos agent's
+    ("spark.shuffle_port", 29999, "spark.shuffle_port"),  # Alluxio 2.9 worker's
+    ("spark.port", 7337, "spark.port"),
+    ("zeppelin", True, "zeppelin"),
+    ("zeppelin.enabled", "true", "zeppelin.enabled"),
+    ("zeppelin.enabled", 1, "zeppelin.enabled"),
+    ("zeppelin.port", 8080, "zeppelin.port"),
+    ("jenkins", [], "jenkins"),
+    ("jenkins.enabled", "yes", "jenkins.enabled"),
+    ("jenkins.enabled", None, "jenkins.enabled"),
+    ("jenkins.admin_password", "secretpw", "jenkins.admin_password"),
 ]
+
+
+def test_new_keys_are_optional_with_defaults_that_keep_old_user_data_meaning() -> None:
+    """User-data written before issue 7 means what it meant: no RAM folders for Mesos/Docker, no tools; the
+    shuffle service on agents (the original cluster had it everywhere) on port 7337."""
+    settings = validate(base())
+    assert settings.mesos.work_dir_ramdisk is None and settings.mesos.docker_ramdisk is None
+    assert (settings.spark.shuffle_service, settings.spark.shuffle_port) == (True, 7337)
+    assert not settings.zeppelin.enabled and not settings.jenkins.enabled
+    auto = validate(with_("mesos.work_dir_ramdisk", "auto"))
+    assert auto.mesos.work_dir_ramdisk == -1  # schema.AUTO
+    assert validate(with_("mesos.docker_ramdisk", "2GB")).mesos.docker_ramdisk == 2 << 30
+    assert validate(with_("mesos.work_dir_ramdisk", "off")).mesos.work_dir_ramdisk is None
+    assert validate(with_("spark", {"shuffle_service": False, "shuffle_port": 29999})).spark.shuffle_service is False
+
+
+def test_tool_and_ramdisk_combinations_that_cannot_work() -> None:
+    no_docker = with_("mesos.docker_ramdisk", "2GB")
+    no_docker["mesos"]["containerizers"] = ["mesos"]
+    with pytest.raises(InvalidInput) as info:
+        validate(no_docker)
+    assert info.value.path == "mesos.docker_ramdisk"
+    for tool in ("zeppelin", "jenkins"):
+        open_tool = with_(f"{tool}.enabled", True)
+        open_tool["dashboard"] = {"auth": False}
+        with pytest.raises(InvalidInput) as info:
+            validate(open_tool)
+        assert info.value.path == f"{tool}.enabled" and "dashboard.auth" in info.value.message
+        assert validate(with_(f"{tool}.enabled", True))
 
 
 @pytest.mark.parametrize(("path", "value", "named"), BAD, ids=[f"{p}={v!r}"[:60] for p, v, _ in BAD])
