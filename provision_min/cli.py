@@ -1,6 +1,7 @@
-"""``provision-min``: create, inspect, resize and remove a bootstrap-agent cluster on Open Telekom Cloud.
+"""``provision-min``: create, inspect, resize and remove a bootstrap-agent cluster on Open Telekom Cloud, or on
+this machine with ``--cloud local`` (systemd-nspawn nodes; see ``provision_min.local``).
 
-    provision-min plan|up|status|scale N|down --config CLUSTER_FILE [--cloud NAME]
+    provision-min plan|up|status|scale N|down --config CLUSTER_FILE [--cloud NAME|local]
 
 Results go to standard output; structured logs (JSON lines, stable event names, secrets masked) to standard
 error. Exit codes: 0 done, 1 failed (API error, OBS check, timeout — the next ``up``/``down`` continues from
@@ -22,6 +23,7 @@ if TYPE_CHECKING:  # imports are deferred to the command that needs them: --help
     from provision_min.wait import Poller
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+LOCAL = "local"  #: --cloud local: this machine, not a cloud of clouds.yaml
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="create what is missing (a re-run is safe) and wait until it works")
     up.add_argument("--create-bucket", action="store_true",
                     help="create the Alluxio under-FS bucket when it does not exist (default: stop)")
+    up.add_argument("--subnet", metavar="CIDR",
+                    help="local cloud: the cluster's /24 (default: the first free one of 10.231.0.0/16)")
+    up.add_argument("--mesos-deb", metavar="URL_OR_PATH",
+                    help="local cloud: build the node image with this Mesos package instead of the stand-in "
+                         "(with --alluxio-tarball)")
+    up.add_argument("--alluxio-tarball", metavar="URL_OR_PATH",
+                    help="local cloud: build the node image with this Alluxio release instead of the stand-in")
     status = commands.add_parser("status", help="show the VPC, masters, AS group and its instances")
     status.add_argument("--json", action="store_true", help="print the status as one JSON object")
     scale = commands.add_parser("scale", help="set the AS group's desired number of agents")
@@ -50,7 +59,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, type=Path, metavar="CLUSTER_FILE",
                         help="the cluster file (YAML or JSON)")
     parser.add_argument("--cloud", "--os-cloud", dest="cloud", metavar="NAME",
-                        help="the cloud in clouds.yaml (default: $OS_CLOUD, else OS_* variables)")
+                        help="the cloud in clouds.yaml (default: $OS_CLOUD, else OS_* variables); 'local': "
+                             "this machine (root; systemd-nspawn containers)")
     parser.add_argument("--state", type=Path, metavar="FILE",
                         help="the cluster's state file with its secret (default: <cluster>.state.json beside "
                              "the cluster file)")
@@ -94,6 +104,8 @@ def _run(args: argparse.Namespace, env: dict[str, str] | None, poller: Poller | 
         from provision_min.scale import check_count
 
         check_count(config, args.count)  # before credentials: a wrong N costs nothing
+    if args.cloud == LOCAL:
+        return _run_local(args, config)
     if args.poll_interval is not None and args.poll_interval < 0:
         raise InputError("--poll-interval: must be >= 0")
     the_poller = poller if poller is not None else PollerClass(interval=args.poll_interval)
@@ -180,3 +192,50 @@ def _up(args: argparse.Namespace, config: ClusterConfig, client: OtcClient, poll
     for warning in result.warnings:
         print(f"provision-min: warning: {warning}", file=sys.stderr)
     return EXIT_OK
+
+
+def _run_local(args: argparse.Namespace, config: ClusterConfig) -> int:
+    """The local cloud: the same commands, carried out on this machine (``provision_min.local.cloud``)."""
+    from provision_min.errors import InputError
+    from provision_min.local import cloud
+
+    if args.wait_timeout is not None and args.wait_timeout <= 0:
+        raise InputError("--wait-timeout: must be > 0")
+    timeout = args.wait_timeout or cloud.DEFAULT_READY_TIMEOUT
+    if args.command == "plan":
+        raise InputError("plan: the local cloud has no API calls to show; up prints each step as it goes")
+    if args.command == "up":
+        image_options = None
+        if args.mesos_deb or args.alluxio_tarball:
+            if not (args.mesos_deb and args.alluxio_tarball):
+                raise InputError("--mesos-deb and --alluxio-tarball go together (real Mesos and Alluxio)")
+            from image.recipe import NodeOptions
+
+            image_options = NodeOptions(standins=False, mesos_deb=args.mesos_deb, alluxio_tarball=args.alluxio_tarball)
+        result = cloud.up(config, subnet=args.subnet, out=sys.stderr, ready_timeout=timeout,
+                          image_options=image_options)
+        state = result.state
+        print(f"cluster {config.cluster} (local): ready in {result.seconds:.1f} s"
+              + (f" ({result.created} instance(s) started)" if result.created else ", nothing to start"))
+        print("masters: " + ", ".join(f"{n.name} {n.ip}" for n in state.masters()))
+        print(f"agents: AS group {config.cluster}-agents, {len(state.agents())} instance(s) (min {config.agents.min}, "
+              f"max {config.agents.max})")
+        print(f"dashboard: {cloud.dashboard_url(state)} (user {state.dashboard_user}; password: dashboard_password "
+              f"in {result.paths.state_file})")
+        return EXIT_OK
+    if args.command == "status":
+        report = cloud.status(config)
+        print(json.dumps(report, indent=2) if args.json else cloud.render_status(report))
+        return EXIT_OK if report["complete"] else EXIT_FAILED
+    if args.command == "scale":
+        before, after, seconds = cloud.scale(config, args.count, out=sys.stderr, ready_timeout=timeout)
+        print(f"AS group {config.cluster}-agents (local): desired {before} -> {after}, settled in {seconds:.1f} s")
+        return EXIT_OK
+    if args.command == "down":
+        gone = cloud.down(config)
+        if gone.removed:
+            print(f"cluster {config.cluster} (local): removed in {gone.seconds:.1f} s: " + ", ".join(gone.removed))
+        else:
+            print(f"cluster {config.cluster} (local): nothing to remove")
+        return EXIT_OK
+    raise AssertionError(args.command)  # pragma: no cover

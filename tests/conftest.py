@@ -178,6 +178,12 @@ def _require_containers() -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture
+def containers_required() -> None:
+    """Skip (fail with ``BA_REQUIRE_NETNS=1``) where systemd-nspawn containers cannot run."""
+    _require_containers()
+
+
 @pytest.fixture(scope="module")
 def systemd_container() -> Iterator[container.Container]:
     """One booted ``tests.support.container.Container`` per test module: real systemd as PID 1.

@@ -1,116 +1,28 @@
-"""A tiny OpenStack metadata service (stdlib only), and a helper to run it in tests.
+"""Runs the local cloud's metadata service (``provision_min.local.metadata_service``) for tests.
 
-Run it as ``python tests/support/metadata_server.py --bind IP --port N --dir D``:
-
-* ``GET /openstack/latest/user_data``      → file ``D/user_data``      (404 when absent)
-* ``GET /openstack/latest/meta_data.json`` → file ``D/meta_data.json`` (404 when absent)
-* a file in ``D/<client ip>/`` wins over the one in ``D/``: one server answers each node by its source
-  address, as OTC's does (the local cloud runs one server for all nodes);
-* a file ``fail_status`` (in ``D/`` or ``D/<client ip>/``) holding e.g. ``503`` makes every answer that
-  status, to test the 5xx path without killing the server.
-
-Files are read on every request, so a test changes the answers by writing files (the helper writes them
-atomically, so a request never sees half a file). One JSON line per request goes to stderr; with
-``--port 0`` the first line says which port was bound. SIGTERM (or SIGINT) → clean exit 0.
+``MetadataServer`` starts it as a process, in a ``TestNode`` namespace or on the host's loopback, and writes
+its answers (user-data, ``meta_data.json``, the agency's security key, a forced failure status) as files,
+atomically, so a request never sees half a file. ``requests()`` reads back what the server logged.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # the script itself runs without the tests package on sys.path
+from provision_min.local.metadata_service import FAIL_FILE
+
+if TYPE_CHECKING:
     from tests.support.netns import TestNode
-
-ROUTES: dict[str, tuple[str, str]] = {
-    "/openstack/latest/user_data": ("user_data", "application/octet-stream"),
-    "/openstack/latest/meta_data.json": ("meta_data.json", "application/json"),
-    "/openstack/latest/securitykey": ("securitykey", "application/json"),
-}
-FAIL_FILE = "fail_status"
-
-
-def _log(stream: IO[str], **fields: Any) -> None:
-    fields.setdefault("ts", round(time.time(), 3))
-    stream.write(json.dumps(fields, sort_keys=True) + "\n")
-    stream.flush()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "ba-metadata/1"
-    data_dir: Path = Path(".")
-
-    def _pick(self, filename: str) -> Path | None:
-        client_file = self.data_dir / self.client_address[0] / filename
-        if client_file.is_file():
-            return client_file
-        default = self.data_dir / filename
-        return default if default.is_file() else None
-
-    def do_GET(self) -> None:
-        path = urlsplit(self.path).path
-        status, body, ctype, source = 404, b"not found\n", "text/plain", None
-        fail = self._pick(FAIL_FILE)
-        route = ROUTES.get(path)
-        try:
-            if fail is not None:
-                status, body, source = int(fail.read_text().strip()), b"failing on purpose\n", str(fail)
-            elif route is not None:
-                found = self._pick(route[0])
-                if found is not None:
-                    status, body, ctype, source = 200, found.read_bytes(), route[1], str(found)
-        except (OSError, ValueError) as exc:  # a file replaced mid-read, or a bad fail_status
-            status, body, ctype = 500, f"{exc}\n".encode(), "text/plain"
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        _log(sys.stderr, event="request", client=self.client_address[0], method="GET", path=path,
-             status=status, bytes=len(body), file=source)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the default access log: requests are logged as JSON in ``do_GET``."""
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bind", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=80)
-    parser.add_argument("--dir", required=True, type=Path)
-    args = parser.parse_args(argv)
-
-    handler = type("Handler", (_Handler,), {"data_dir": args.dir.resolve()})
-    httpd = ThreadingHTTPServer((args.bind, args.port), handler)
-    httpd.daemon_threads = True
-
-    def stop(signum: int, _frame: object) -> None:
-        # shutdown() waits for serve_forever() to return, so it must not run on the serving thread.
-        threading.Thread(target=httpd.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    _log(sys.stderr, event="listening", bind=args.bind, port=httpd.server_address[1], dir=str(args.dir))
-    try:
-        httpd.serve_forever(poll_interval=0.1)
-    finally:
-        httpd.server_close()
-    _log(sys.stderr, event="stopped")
-    return 0
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -171,8 +83,8 @@ class MetadataServer:
         if self.running:
             return self
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        argv = [sys.executable, str(Path(__file__).resolve()), "--bind", self.bind, "--port", str(self.port),
-                "--dir", str(self.data_dir)]
+        argv = [sys.executable, "-m", "provision_min.local.metadata_service", "--bind", self.bind,
+                "--port", str(self.port), "--dir", str(self.data_dir)]
         with open(self.log_path, "ab") as log:
             if self.node is not None:
                 self.proc = self.node.popen(argv, stdout=log, stderr=log)
@@ -271,6 +183,3 @@ class MetadataServer:
                     out.append(event)
         return out
 
-
-if __name__ == "__main__":
-    sys.exit(main())

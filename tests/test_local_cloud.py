@@ -1,0 +1,238 @@
+"""The local cloud end to end: ``provision-min up|status|scale|down --cloud local`` run as a user runs them.
+
+Everything is real: the node image (``image.local``), systemd in systemd-nspawn containers, nginx, ZooKeeper,
+the agent, the metadata service in its own namespace, the bridge; Mesos and Alluxio are the image's
+stand-ins. The test drives the CLI as subprocesses and looks at the result the way an operator would: the
+status output, the master's HTTPS dashboard (this machine has an address on the cluster's bridge), the
+node's own nginx from inside, and what is left on this machine after ``down``.
+
+Each test uses a cluster name of its own and a state folder below its tmp_path, and runs ``down`` in a
+``finally`` (then checks that nothing is left), so a failure leaves no container, link, namespace, cgroup or
+mount behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provision_min.local import machine
+from provision_min.local.layout import STATE_ROOT_ENV, Names
+from tests.support.netns import https_get
+
+pytestmark = pytest.mark.usefixtures("containers_required")
+
+CLUSTER_FILE = """\
+cluster: {cluster}
+region: eu-de
+availability_zone: eu-de-02
+vpc_cidr: 192.168.0.0/16
+subnet_cidr: 192.168.0.0/24
+masters: 1
+master_flavor: s3.xlarge.4
+agent_flavor: s3.2xlarge.8
+image_id: 00000000-0000-0000-0000-000000000000
+key_name: my-keypair
+agents: {{min: 1, max: 4, desired: 2}}
+mesos: {{version: "1.11", containerizers: [mesos]}}
+alluxio: {{version: "2.9", root_ufs: "s3://eo-data/alluxio", worker_ramdisk: 512MB}}
+credentials: {{source: keys, access_key_id: EXAMPLEACCESSKEY0001, secret_access_key: {s3_secret}}}
+"""
+S3_SECRET = "local-e2e-secret-access-key-0000000000000"
+
+
+class LocalCloud:
+    """The CLI against one cluster file, with its own state folder."""
+
+    def __init__(self, tmp_path: Path, cluster: str) -> None:
+        self.cluster = cluster
+        self.names = Names(cluster)
+        self.config = tmp_path / "cluster.yaml"
+        self.config.write_text(CLUSTER_FILE.format(cluster=cluster, s3_secret=S3_SECRET))
+        self.state_root = tmp_path / "local-state"
+        self.env = {**os.environ, STATE_ROOT_ENV: str(self.state_root)}
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "provision_min", *args, "--cloud", "local", "--config", str(self.config)]
+
+    def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.argv(*args), capture_output=True, text=True, env=self.env, timeout=timeout,
+                              stdin=subprocess.DEVNULL, check=False)
+
+    def ok(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        result = self.run(*args, timeout=timeout)
+        assert result.returncode == 0, f"{args}: exit {result.returncode}\n{result.stdout}\n{result.stderr[-3000:]}"
+        return result
+
+    def status(self) -> dict[str, Any]:
+        report: dict[str, Any] = json.loads(self.run("status", "--json", timeout=60).stdout)
+        return report
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_root / self.cluster / "cloud.json"
+
+    def dashboard_password(self) -> str:
+        return str(json.loads(self.state_file.read_text())["dashboard_password"])
+
+    # -- what this machine holds of the cluster ---------------------------------------------------------------
+    def leftovers(self) -> list[str]:
+        found = []
+        links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=False).stdout
+        found += [f"link {line.split(':')[1].strip()}" for line in links.splitlines()
+                  if line.split(":")[1].strip().split("@")[0].startswith(self.names.bridge)]
+        namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+        found += [f"netns {ns.split()[0]}" for ns in namespaces.splitlines()
+                  if ns.split() and ns.split()[0] in (self.names.gateway_ns, self.names.metadata_ns)]
+        for hierarchy in machine.cgroup_folders(""):
+            found += [f"cgroup {cg}" for cg in hierarchy.glob(f"bal-{self.cluster}-*")]
+        with open("/proc/self/mounts") as mounts:
+            found += [f"mount {line.split()[1]}" for line in mounts if str(self.state_root) in line]
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and str(self.state_root) in " ".join(machine.cmdline(int(entry.name))):
+                found.append(f"process {entry.name} {' '.join(machine.cmdline(int(entry.name)))[:120]}")
+        if (self.state_root / self.cluster).exists():
+            found.append(f"folder {self.state_root / self.cluster}")
+        return found
+
+
+@pytest.fixture
+def local_cloud(tmp_path: Path) -> Iterator[LocalCloud]:
+    cloud = LocalCloud(tmp_path, f"e2e-{os.getpid()}")
+    try:
+        yield cloud
+    finally:
+        result = cloud.run("down", timeout=300)
+        left = cloud.leftovers()
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert left == [], left
+
+
+def wait_for(what: str, fn: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s (last: {value!r})")
+        time.sleep(interval)
+
+
+def by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n["name"]: n for n in report["nodes"]}
+
+
+def ready_names(report: dict[str, Any]) -> set[str]:
+    return {n["name"] for n in report["nodes"] if n["running"] and n["member"] and n["member"]["state"] == "ready"}
+
+
+def inside(pid: int, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["nsenter", "-t", str(pid), "-a", *argv], capture_output=True, text=True, timeout=30,
+                          env={"PATH": machine.CONTAINER_PATH}, check=False)
+
+
+_GET = ("import json, sys, urllib.request as u\n"
+        "r = u.build_opener(u.ProxyHandler({})).open('http://localhost/user-data', timeout=10)\n"
+        "print(json.dumps({'status': r.status, 'cache': r.headers.get('X-Cache-Status'), 'body': r.read().decode()}))")
+
+
+def test_up_scale_reboot_from_the_stale_copy_and_down(local_cloud: LocalCloud) -> None:
+    cloud = local_cloud
+    c = cloud.cluster
+    # -- up: 1 master + 2 agents, all ready ------------------------------------------------------------------
+    up = cloud.ok("up")
+    assert f"cluster {c} (local): ready in" in up.stdout
+    report = cloud.status()
+    assert report["complete"] is True, report
+    assert ready_names(report) == {f"{c}-master-1", f"{c}-agent-1", f"{c}-agent-2"}
+    assert report["members_listed"] == 3 and report["unknown_members"] == []
+    master_ip = by_name(report)[f"{c}-master-1"]["ip"]
+    assert report["dashboard"] == f"https://{master_ip}/" and f"dashboard: https://{master_ip}/" in up.stdout
+    # Safe traffic: the subnet overlaps nothing else of this machine, 169.254.169.254 is on no host interface.
+    addresses = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True).stdout
+    ours = [line for line in addresses.splitlines() if report["subnet"].rsplit(".", 1)[0] + "." in line]
+    assert len(ours) == 1 and cloud.names.bridge in ours[0] and report["host_ip"] in ours[0], ours
+    assert "169.254.169.254" not in addresses
+    # The secret is in the state file (0600) and nowhere in what the commands printed.
+    assert cloud.state_file.stat().st_mode & 0o777 == 0o600
+    secret = json.loads(cloud.state_file.read_text())["secret"]
+    assert secret not in up.stdout + up.stderr and S3_SECRET not in up.stdout + up.stderr
+    # `status` (text) shows the group and every member.
+    text = cloud.run("status").stdout
+    assert "desired 2, 2 instance(s)" in text and text.count(" ready") >= 3 and "complete" in text
+
+    # -- scale 4: the new agents join by themselves and the master's dashboard lists them ---------------------
+    scaled = cloud.ok("scale", "4")
+    assert "desired 2 -> 4" in scaled.stdout
+    report = cloud.status()
+    agents = {n["name"]: n["ip"] for n in report["nodes"] if n["role"] == "agent"}
+    assert set(agents) == {f"{c}-agent-{i}" for i in range(1, 5)} and report["complete"], report
+    assert https_get(f"https://{master_ip}/", timeout=10).status == 401  # auth on by default
+    page = https_get(f"https://{master_ip}/", auth=("admin", cloud.dashboard_password()), timeout=10)
+    assert page.status == 200
+    html = page.body.decode()
+    for ip in agents.values():
+        assert ip in html, f"{ip} not on the dashboard"
+
+    # -- scale 1: the three newest agents power off and leave ZooKeeper ------------------------------------
+    started = time.monotonic()
+    cloud.ok("scale", "1")
+    scale_in_s = time.monotonic() - started
+    report = cloud.status()
+    assert ready_names(report) == {f"{c}-master-1", f"{c}-agent-1"} and report["members_listed"] == 2, report
+    assert scale_in_s < 10 + 20, scale_in_s  # one session timeout (10 s) beyond a clean poweroff's bound
+    removed_ips = [agents[f"{c}-agent-{i}"] for i in (2, 3, 4)]
+    page = https_get(f"https://{master_ip}/", auth=("admin", cloud.dashboard_password()), timeout=10)
+    wait_for("removed agents off the dashboard",
+             lambda: not any(ip in https_get(f"https://{master_ip}/", auth=("admin", cloud.dashboard_password()),
+                                             timeout=10).body.decode() for ip in removed_ips), timeout=15)
+
+    # -- the metadata service stops, an agent reboots: it comes back from its nginx's stale copy -------------
+    md_pid = report["metadata_service"]["pid"]
+    os.kill(md_pid, signal.SIGTERM)
+    wait_for("metadata service stopped", lambda: not cloud.status()["metadata_service"]["running"], timeout=15)
+    agent = by_name(report)[f"{c}-agent-1"]
+    assert inside(agent["pid"], ["systemctl", "reboot"]).returncode == 0
+    back = wait_for("agent-1 rebooted and ready", lambda: next(
+        (n for n in cloud.status()["nodes"] if n["name"] == f"{c}-agent-1" and n["boots"] == 2 and n["member"]
+         and n["member"]["state"] == "ready"), None), timeout=120)
+    answer = inside(back["pid"], ["python3", "-c", _GET])
+    assert answer.returncode == 0, answer.stderr
+    fetched = json.loads(answer.stdout)
+    assert fetched["status"] == 200 and fetched["cache"] == "STALE", fetched
+    assert json.loads(fetched["body"])["role"] == "agent"
+    assert cloud.status()["complete"] is True
+
+    # -- down: nothing left (checked again by the fixture) ------------------------------------------------------
+    gone = cloud.ok("down", timeout=300)
+    assert "removed" in gone.stdout
+    assert cloud.leftovers() == []
+    assert "nothing to remove" in cloud.ok("down").stdout
+
+
+def test_down_after_up_was_killed_midway(local_cloud: LocalCloud) -> None:
+    """``provision-min`` SIGKILLed while its nodes boot: ``down`` still finds and removes everything."""
+    cloud = local_cloud
+    proc = subprocess.Popen(cloud.argv("up"), env=cloud.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    try:
+        wait_for("instances booting", lambda: proc.poll() is None and cloud.state_file.exists()
+                 and sum(1 for p in (cloud.state_root / cloud.cluster / "nodes").glob("*/supervisor.json")) == 3,
+                 timeout=300, interval=0.05)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    assert any(line.startswith("link ") for line in cloud.leftovers())  # there is something to remove
+    result = cloud.ok("down", timeout=300)
+    assert f"instance {cloud.cluster}-master-1" in result.stdout and "netns" in result.stdout
+    assert cloud.leftovers() == []
