@@ -64,7 +64,8 @@ def test_agent_configures_itself_and_runs_its_services(make_node: Callable[..., 
     node = make_node("agent")
     run = node.once()
     assert run.returncode == 0, run.stderr
-    assert set(run.units("started")) == {"mesos-agent", "alluxio-worker", "alluxio-proxy"}
+    assert set(run.units("started")) == {"var-lib-alluxio-ramdisk.mount", "mesos-agent", "alluxio-worker",
+                                         "alluxio-proxy", "spark-shuffle"}
     state = json.loads(node.get(f"http://{AGENT_IP}:5051/state")[1])
     assert state["flags"]["master"] == f"zk://{MASTER_IP}:2181/mesos"
     assert state["attributes"] == {"az": "eu-de-02"}
@@ -123,8 +124,10 @@ def test_removed_alluxio_section_stops_alluxio(make_node: Callable[..., Node]) -
     node.set_user_data(data)
     run = node.once()
     assert run.returncode == 0, run.stderr
-    assert sorted(e["unit"] for e in run.named("unit_removed")) == ["alluxio-proxy", "alluxio-worker"]
-    assert set(node.pids()) == {"mesos-agent"}
+    assert sorted(e["unit"] for e in run.named("unit_removed")) == [
+        "alluxio-proxy", "alluxio-worker", "var-lib-alluxio-ramdisk.mount"]
+    assert set(node.pids()) == {"mesos-agent", "spark-shuffle"}
+    assert not (node.root / "etc/systemd/system/var-lib-alluxio-ramdisk.mount").exists()
     assert not node.ns.port_open(AGENT_IP, 30000)
 
 

@@ -99,7 +99,8 @@ class Node:
 
     def pids(self) -> dict[str, int]:
         run_dir = self.root / "run" / "bootstrap-agent" / "process"
-        return {p.stem: json.loads(p.read_text())["pid"] for p in run_dir.glob("*.json")}
+        records = {p.stem: json.loads(p.read_text()) for p in run_dir.glob("*.json")}
+        return {unit: r["pid"] for unit, r in records.items() if "pid" in r}  # mount records have no process
 
     def get(self, url: str) -> tuple[int, bytes]:
         response = self.ns.http_get(url)
