@@ -87,11 +87,11 @@ class ClusterConfig:
         """Fixed master addresses: network address + 10, + 11, ... (192.168.0.0/24 -> .10, .11, .12)."""
         return master_ips(self.subnet_cidr, self.masters)
 
-    def user_data(self, role: str, secret: str) -> dict[str, Any]:
+    def user_data(self, role: str, secret: str, dashboard: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The validated schema-1 user-data of ``role`` (``master`` or ``agent``) with ``secret``."""
         return userdata.build(
             cluster=self.cluster, role=role, masters=self.master_ips, secret=secret, mesos=self.mesos,
-            alluxio=self.alluxio, credentials=self.credentials,
+            alluxio=self.alluxio, credentials=self.credentials, dashboard=dashboard,
         )
 
 

@@ -35,6 +35,7 @@ def build(
     mesos: Mapping[str, Any],
     alluxio: Mapping[str, Any] | None,
     credentials: Mapping[str, Any] | None,
+    dashboard: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The schema-1 user-data of one role, validated; ``InputError`` naming the field when the node would refuse it."""
     document: dict[str, Any] = {
@@ -49,6 +50,8 @@ def build(
         document["alluxio"] = copy.deepcopy(dict(alluxio))
     if credentials is not None:
         document["credentials"] = copy.deepcopy(dict(credentials))
+    if dashboard is not None:
+        document["dashboard"] = copy.deepcopy(dict(dashboard))
     raw = encode_json(document)
     try:
         parse_user_data(raw)

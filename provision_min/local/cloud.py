@@ -114,10 +114,11 @@ def hash_password(password: str) -> str:
 
 
 def user_data(config: ClusterConfig, state: CloudState, role: str) -> dict[str, Any]:
-    document = local_config(config, state.network).user_data(role, state.secret)
+    """The instance's user-data, validated; the dashboard's password hash only where the dashboard is."""
+    dashboard = None
     if role == "master" and state.dashboard_password_hash:
-        document["dashboard"] = {"user": state.dashboard_user, "password_hash": state.dashboard_password_hash}
-    return document
+        dashboard = {"user": state.dashboard_user, "password_hash": state.dashboard_password_hash}
+    return local_config(config, state.network).user_data(role, state.secret, dashboard)
 
 
 def meta_data(config: ClusterConfig, node: NodeRecord) -> dict[str, Any]:
