@@ -77,7 +77,7 @@ def test_agents_join_and_leave_and_the_dashboard_follows(cluster: Callable[..., 
     assert {m["role"] for m in seen.values()} == {"master", "agent"} and len(seen) == 3
     assert agents[0].events("member_registered")[0]["state"] == "bootstrapping"  # seen before its services run
     assert all(m["state"] == "ready" for m in seen.values()), seen
-    assert seen[agents[0].uuid]["services"] == {"mesos-agent": "active"}
+    assert seen[agents[0].uuid]["services"] == {"mesos-agent": "active", "spark-shuffle": "active"}
 
     out = net.run([sys.executable, "-m", "bootstrap_agent.cli", "status", "--cluster", "--json", "--root",
                    str(master.root)], capture_output=True, text=True, timeout=30)
