@@ -14,7 +14,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from kazoo.protocol.states import WatchedEvent
 from tests.support import container as ct
 from tests.support.container import Container, TestNetwork
 from tests.support.metadata_server import MetadataServer
+from tests.support.waiting import wait_for
 
 MASTER_IP = "10.231.5.10"
 CLUSTER = "eo-boot"
@@ -50,15 +51,6 @@ def meta_data(uuid: str, name: str) -> dict[str, Any]:
 
 
 # -- looking at a node ----------------------------------------------------------------------------------------
-def wait_for(what: str, fn: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s (last: {value!r})")
-        time.sleep(interval)
 
 
 def show(node: Container, unit: str, *props: str) -> dict[str, str]:

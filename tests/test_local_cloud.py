@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import pytest
 from provision_min.local import machine
 from provision_min.local.layout import STATE_ROOT_ENV, Names
 from tests.support.netns import https_get
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.usefixtures("containers_required")
 
@@ -115,17 +116,6 @@ def local_cloud(tmp_path: Path) -> Iterator[LocalCloud]:
         left = cloud.leftovers()
         assert result.returncode == 0, result.stderr[-3000:]
         assert left == [], left
-
-
-def wait_for(what: str, fn: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s (last: {value!r})")
-        time.sleep(interval)
 
 
 def by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:

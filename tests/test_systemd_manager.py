@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ import pytest
 
 from bootstrap_agent.services.base import ServiceError
 from tests.support.container import Container, cgroup_pids
+from tests.support.waiting import wait_for
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 UNIT_DIR = "/etc/systemd/system"
@@ -110,17 +109,6 @@ def mgr(systemd_container: Container) -> InContainer:
     return InContainer(systemd_container)
 
 
-def _wait(what: str, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s (last: {value!r})")
-        time.sleep(0.1)
-
-
 def test_container_runs_systemd_as_pid1_in_cgroups_of_its_own(systemd_container: Container) -> None:
     assert systemd_container.boot_state == "running", systemd_container.systemctl("--failed").stdout
     assert systemd_container.exec(["cat", "/proc/1/comm"], capture_output=True, text=True).stdout == "systemd\n"
@@ -176,7 +164,7 @@ def test_enable_start_restart_stop_disable(mgr: InContainer) -> None:
 
     # Restart=on-failure: a killed server comes back, and main_pid follows it.
     mgr.sh(f"kill -9 {second['pid']}")
-    respawned = _wait(
+    respawned = wait_for(
         "respawn after SIGKILL",
         lambda: (
             (r := mgr(f"ports_of('ba-echo', {port}, timeout=2)"))["pid"] not in (None, second["pid"])
@@ -256,7 +244,7 @@ def test_unit_that_dies_after_start_is_reported_failed(mgr: InContainer) -> None
     )
     mgr("m.daemon_reload()")
     mgr("m.start(svc('ba-dies'))")
-    _wait("ba-dies failed", lambda: mgr.show("ba-dies", "ActiveState")["ActiveState"] == "failed")
+    wait_for("ba-dies failed", lambda: mgr.show("ba-dies", "ActiveState")["ActiveState"] == "failed")
     assert mgr("m.is_active('ba-dies')") is False
     assert mgr("m.failure_reason('ba-dies')").startswith("failed/failed (result: exit-code)")
 
@@ -270,10 +258,10 @@ def test_unit_in_a_crash_loop_is_not_active(mgr: InContainer) -> None:
     )
     mgr("m.daemon_reload()")
     mgr("m.start(svc('ba-loops'))")
-    _wait("ba-loops waits to restart", lambda: mgr.show("ba-loops", "SubState")["SubState"] == "auto-restart", 30)
+    wait_for("ba-loops waits to restart", lambda: mgr.show("ba-loops", "SubState")["SubState"] == "auto-restart", 30)
     assert mgr("m.is_active('ba-loops')") is False  # between two crashes it is not "on its way up"
     # journald may take a moment under load: the reason names the program's own last words once it has them
-    reason = _wait("the unit's last words", lambda: (lambda r: r if "giving up" in r else "")(
+    reason = wait_for("the unit's last words", lambda: (lambda r: r if "giving up" in r else "")(
         mgr("m.failure_reason('ba-loops')")), 30)
     assert reason.startswith("activating/auto-restart (result: exit-code)")
     mgr("m.stop('ba-loops')")

@@ -58,6 +58,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from provision_min.local import machine, network
 from tests.support import netns
 
 CACHE_ROOT = Path("/var/cache/bootstrap-agent/test-rootfs")
@@ -281,42 +282,15 @@ def python_binds() -> list[str]:
 _pid_alive = netns.pid_alive
 
 
-def cgroup_pids(folder: Path) -> list[int]:
-    """Every process in ``folder`` and the cgroups below it."""
-    pids: list[int] = []
-    if not folder.is_dir():
-        return pids
-    for dirpath, _dirs, files in os.walk(folder):
-        if "cgroup.procs" in files:
-            with contextlib.suppress(OSError):
-                pids += [int(x) for x in Path(dirpath, "cgroup.procs").read_text().split()]
-    return pids
+cgroup_pids = machine.cgroup_pids  # the local cloud's own: one reading of cgroups for tests and product
 
 
 def _remove_cgroup(folder: Path, timeout: float = 5.0) -> None:
     """``rmdir`` the cgroup ``folder`` depth first; its processes must be gone (SIGKILLed if not)."""
-    if not folder.is_dir():
-        return
-    deadline = time.monotonic() + timeout
-    while True:
-        pids = cgroup_pids(folder)
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        dirs = sorted((Path(d) for d, _s, _f in os.walk(folder)), key=lambda p: len(p.parts), reverse=True)
-        errors = []
-        for d in dirs:
-            try:
-                d.rmdir()
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                errors.append(f"{d}: {exc.strerror}")
-        if not folder.exists():
-            return
-        if time.monotonic() >= deadline:
-            raise ContainerError(f"cannot remove cgroup {folder}: {'; '.join(errors)}; pids {pids}")
-        time.sleep(0.05)
+    try:
+        machine.remove_cgroup(folder, timeout)
+    except machine.MachineError as exc:
+        raise ContainerError(str(exc)) from None
 
 
 _counter = itertools.count(1)
@@ -332,16 +306,13 @@ _live_networks: set[TestNetwork] = set()
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-    if check and proc.returncode != 0:
-        raise ContainerError(f"ip {' '.join(args)}: exit {proc.returncode}: {proc.stderr.strip()}")
-    return proc
+    try:
+        return network.ip(*args, check=check)
+    except network.NetworkError as exc:
+        raise ContainerError(str(exc)) from None
 
 
-def host_ipv4_networks() -> list[ipaddress.IPv4Interface]:
-    """Every IPv4 address (with its prefix) on an interface of the host's own network namespace."""
-    out = _ip("-4", "-o", "addr", "show").stdout
-    return [ipaddress.IPv4Interface(line.split()[3]) for line in out.splitlines() if len(line.split()) > 3]
+host_ipv4_networks = network.host_ipv4_networks
 
 
 class TestNetwork:
@@ -897,6 +868,6 @@ def _stop_leftovers() -> None:
     for container in list(_live):
         with contextlib.suppress(Exception):
             container.stop()
-    for network in list(_live_networks):
+    for net in list(_live_networks):
         with contextlib.suppress(Exception):
-            network.close()
+            net.close()

@@ -61,10 +61,12 @@ class NetnsError(RuntimeError):
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-    if check and proc.returncode != 0:
-        raise NetnsError(f"ip {' '.join(args)}: exit {proc.returncode}: {proc.stderr.strip()}")
-    return proc
+    from provision_min.local.network import NetworkError, ip
+
+    try:
+        return ip(*args, check=check)
+    except NetworkError as exc:
+        raise NetnsError(str(exc)) from None
 
 
 def list_namespaces() -> list[str]:
