@@ -46,7 +46,8 @@ from image.recipe import (
     source_digest,
 )
 
-CACHE_ROOT = Path("/var/cache/bootstrap-agent/images")
+CACHE_ROOT_ENV = "BOOTSTRAP_AGENT_IMAGE_CACHE"  #: another cache folder (e.g. to measure a cold build)
+CACHE_ROOT = Path(os.environ.get(CACHE_ROOT_ENV) or "/var/cache/bootstrap-agent/images")
 SUITE = "bookworm"
 INCLUDE = ("systemd", "systemd-sysv", "dbus", "iproute2", "libnss-myhostname", "python3")
 CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
