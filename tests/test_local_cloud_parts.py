@@ -175,3 +175,16 @@ def test_scale_outside_the_group_bounds_and_a_bad_subnet_are_input_errors(
             with pytest.raises(InputError, match="overlaps"):
                 cloud.pick_subnet("analytics11", str(inside_host))
     assert not (tmp_path / "state").exists()
+
+
+def test_a_second_command_on_the_same_cluster_is_refused_while_one_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if os.geteuid() != 0 or cloud.shutil.which("systemd-nspawn") is None:
+        pytest.skip("the root and tool refusals come first")
+    monkeypatch.setenv(STATE_ROOT_ENV, str(tmp_path / "state"))
+    with Paths.of("analytics11").locked():
+        assert cli.main(["scale", "2", "--cloud", "local", "--config", str(EXAMPLE)]) == 2
+        assert "another provision-min is working on cluster analytics11" in capsys.readouterr().err
+    assert cli.main(["scale", "2", "--cloud", "local", "--config", str(EXAMPLE)]) == 2  # free again: no cluster
+    assert "does not run locally: up first" in capsys.readouterr().err

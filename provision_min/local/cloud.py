@@ -301,7 +301,14 @@ def load_state(config: ClusterConfig) -> tuple[Paths, CloudState | None]:
 
 def up(config: ClusterConfig, *, subnet: str | None, out: TextIO, ready_timeout: float = DEFAULT_READY_TIMEOUT,
        image_options: Any = None, interactive: bool | None = None) -> UpResult:
+    """Create what is missing (network, metadata service, masters, agents up to desired), wait until ready."""
     preflight()
+    with Paths.of(config.cluster).locked():
+        return _up(config, subnet, out, ready_timeout, image_options, interactive)
+
+
+def _up(config: ClusterConfig, subnet: str | None, out: TextIO, ready_timeout: float, image_options: Any,
+        interactive: bool | None) -> UpResult:
     started = time.monotonic()
     paths, state = load_state(config)
     if state is not None and subnet is not None and ipaddress.IPv4Network(subnet) != state.network:
@@ -425,7 +432,14 @@ def _try(fn: Callable[..., None], *args: Any) -> BaseException | None:
 
 def scale(config: ClusterConfig, count: int, *, out: TextIO, ready_timeout: float = DEFAULT_READY_TIMEOUT,
           interactive: bool | None = None) -> tuple[int, int, float]:
+    """Set the emulated AS group's desired size; return (before, after, seconds until settled)."""
     preflight()
+    with Paths.of(config.cluster).locked():
+        return _scale(config, count, out, ready_timeout, interactive)
+
+
+def _scale(config: ClusterConfig, count: int, out: TextIO, ready_timeout: float,
+           interactive: bool | None) -> tuple[int, int, float]:
     paths, state = load_state(config)
     if state is None:
         raise InputError(f"cluster {config.cluster} does not run locally: up first")
@@ -520,6 +534,11 @@ class DownResult:
 def down(config: ClusterConfig) -> DownResult:
     """Remove every instance, the metadata service, the namespaces, the bridge and the state; idempotent."""
     preflight()
+    with Paths.of(config.cluster).locked():
+        return _down(config)
+
+
+def _down(config: ClusterConfig) -> DownResult:
     started = time.monotonic()
     paths = Paths.of(config.cluster)
     removed: list[str] = []

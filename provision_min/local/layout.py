@@ -11,6 +11,8 @@ patterns find, and tolerates what is already gone.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import ipaddress
 import json
@@ -197,6 +199,26 @@ class Paths:
     def node_dirs(self) -> Iterator[Path]:
         if self.nodes_dir.is_dir():
             yield from sorted(p for p in self.nodes_dir.iterdir() if p.is_dir())
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """One command at a time per cluster: ``up``, ``scale`` and ``down`` change the same instances and state.
+
+        The lock file lives beside the cluster's folder (``down`` removes the folder while holding it); the
+        kernel drops the lock when its holder dies, so a killed ``provision-min`` never blocks the next one.
+        """
+        lock = self.root.with_name(f".{self.root.name}.lock")
+        lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise InputError(f"another provision-min is working on cluster {self.root.name} (lock {lock}); "
+                                 "wait for it to finish") from None
+            yield
+        finally:
+            os.close(fd)
 
     def load(self) -> CloudState | None:
         raw = read_private(self.state_file)
