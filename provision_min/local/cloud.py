@@ -29,7 +29,7 @@ import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -276,7 +276,7 @@ def wait_ready(paths: Paths, state: CloudState, nodes: Sequence[NodeRecord], pro
                 raise NotReady(f"not ready after {time.monotonic() - started:.0f} s: {'; '.join(late)}. Look "
                                f"inside with: nsenter -t <pid from status --json> -a journalctl -u bootstrap-agent; "
                                f"up or scale again continues, down removes everything")
-            time.sleep(0.5)
+            time.sleep(0.2)
 
 
 # -- the commands ------------------------------------------------------------------------------------------------------
@@ -288,7 +288,6 @@ class UpResult:
     seconds: float
     image_built: bool
     image_seconds: float
-    notes: list[str] = field(default_factory=list)
 
 
 def load_state(config: ClusterConfig) -> tuple[Paths, CloudState | None]:
