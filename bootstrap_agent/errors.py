@@ -18,6 +18,8 @@ class InvalidInput(AgentError):
     exit_code = 2
 
     def __init__(self, path: str, message: str) -> None:
+        # One line whatever the input held: a key or value with a newline is shown escaped, never broken.
+        path, message = (_one_line(text) for text in (path, message))
         self.path = path
         self.message = message
         super().__init__(f"{path}: {message}" if path else message)
@@ -27,3 +29,7 @@ class SourceUnavailable(AgentError):
     """No source could deliver user-data or metadata: nothing to act on, nothing changed."""
 
     exit_code = 1
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n").replace("\x00", "\\x00")

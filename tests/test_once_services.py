@@ -14,6 +14,7 @@ import json
 import socket
 import stat
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,14 +25,26 @@ AUTH = ("eo", "secretpw")
 
 
 def docker_ping(node: Node) -> bytes:
+    """dockerd's answer to ``GET /_ping`` on its socket. Readiness counts TCP ports only, and dockerd has none,
+    so a just-(re)started dockerd gets a few seconds to make its socket."""
     path = str(node.root / "run/docker.sock")
 
     def ask() -> bytes:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(5)
-            sock.connect(path)
-            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            return sock.recv(4096)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.socket(socket.AF_UNIX) as sock:
+                    sock.settimeout(5)
+                    sock.connect(path)
+                    sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+                    answer = b""
+                    while chunk := sock.recv(4096):  # HTTP/1.0: the server closes after the body
+                        answer += chunk
+                    return answer
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
     return node.ns.call(ask)
 
 
