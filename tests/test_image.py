@@ -199,6 +199,27 @@ def fake_mesos_deb(tmp: Path) -> Path:
     return deb
 
 
+def fake_docker_deb(tmp: Path) -> Path:
+    """Debian's docker.io as far as the image cares: the package name, dockerd and its unit. (The cached base
+    layer is the stand-ins' one, without docker.io, and the node phase installs offline.)"""
+    tree = tmp / "docker-deb"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "DEBIAN" / "control").write_text(
+        "Package: docker.io\nVersion: 20.10.24-0test\nArchitecture: all\nMaintainer: test <test@example.invalid>\n"
+        "Description: stand-in package with the paths of Debian's docker.io\n")
+    (tree / "usr/sbin").mkdir(parents=True)
+    (tree / "usr/sbin/dockerd").write_text("#!/bin/sh\nexec sleep infinity\n")
+    (tree / "usr/sbin/dockerd").chmod(0o755)
+    (tree / "lib/systemd/system").mkdir(parents=True)
+    (tree / "lib/systemd/system/docker.service").write_text(
+        "[Unit]\nDescription=Docker Application Container Engine\n\n[Service]\nExecStart=/usr/sbin/dockerd\n\n"
+        "[Install]\nWantedBy=multi-user.target\n")
+    deb = tmp / "docker.io_20.10.24-0test_all.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(deb)], check=True,
+                   capture_output=True, timeout=60)
+    return deb
+
+
 def fake_alluxio_tarball(tmp: Path) -> Path:
     tarball = tmp / "alluxio-2.9.0-bin.tar.gz"
     with tarfile.open(tarball, "w:gz") as tar:
@@ -225,6 +246,9 @@ def test_without_standins_the_image_installs_mesos_and_alluxio_from_the_given_fi
     root = local.CACHE_ROOT / f".build-node-{'0' * 16}-{os.getpid()}"  # a build folder: cleaned if we crash
     try:
         subprocess.run(["cp", "-a", "--", str(base), str(root)], check=True, timeout=600)
+        shutil.copy(fake_docker_deb(tmp_path), root / "tmp" / "docker.io.deb")
+        subprocess.run(["chroot", str(root), "dpkg", "-i", "/tmp/docker.io.deb"], check=True, capture_output=True,
+                       timeout=120)
         builder = local.LocalBuilder(options)
         log = tmp_path / "install.log"
         builder.install_node(root, standin_builder.wheelhouse(), log)
@@ -232,6 +256,8 @@ def test_without_standins_the_image_installs_mesos_and_alluxio_from_the_given_fi
         assert (root / "usr/sbin/mesos-master").is_file() and (root / "opt/alluxio/bin/launch-process").is_file()
         assert not list((root / "etc/systemd/system").glob("*.service.d/standin.conf"))
         assert not (root / "etc/default/bootstrap-agent-standins").exists()
+        assert (root / "etc/systemd/system/docker.service.d/bootstrap-agent.conf").is_file()
+        assert not (root / "etc/systemd/system/docker.service").exists()  # Debian's unit, not the stand-in
         for unit in OURS:
             result = verify_in(root, unit)
             assert (result.returncode, result.stderr.strip()) == (0, ""), result

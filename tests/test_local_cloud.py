@@ -44,7 +44,7 @@ agent_flavor: s3.2xlarge.8
 image_id: 00000000-0000-0000-0000-000000000000
 key_name: my-keypair
 agents: {{min: 1, max: 4, desired: 2}}
-mesos: {{version: "1.11", containerizers: [mesos]}}
+mesos: {{version: "1.11", containerizers: [docker, mesos], work_dir_ramdisk: 256MB, docker_ramdisk: 256MB}}
 alluxio: {{version: "2.9", root_ufs: "s3://eo-data/alluxio", worker_ramdisk: 512MB}}
 credentials: {{source: keys, access_key_id: EXAMPLEACCESSKEY0001, secret_access_key: {s3_secret}}}
 """
@@ -157,6 +157,15 @@ def test_up_scale_reboot_from_the_stale_copy_and_down(local_cloud: LocalCloud) -
     assert cloud.state_file.stat().st_mode & 0o777 == 0o600
     secret = json.loads(cloud.state_file.read_text())["secret"]
     assert secret not in up.stdout + up.stderr and S3_SECRET not in up.stdout + up.stderr
+    # Agents run the whole original service set under systemd: docker, the Spark shuffle service, and the
+    # Mesos work dir, Docker data and Alluxio tier 0 as RAM-backed mount units of the configured sizes.
+    agent_one = by_name(report)[f"{c}-agent-1"]
+    assert {"docker", "spark-shuffle", "mesos-agent", "alluxio-worker", "var-lib-mesos.mount",
+            "var-lib-docker.mount"} <= set(agent_one["member"]["services"]), agent_one["member"]
+    assert all(state == "active" for state in agent_one["member"]["services"].values()), agent_one["member"]
+    for folder in ("/var/lib/mesos", "/var/lib/docker"):
+        mount = inside(agent_one["pid"], ["findmnt", "-no", "FSTYPE,OPTIONS", folder]).stdout
+        assert mount.startswith("tmpfs") and "size=262144k" in mount, (folder, mount)
     # `status` (text) shows the group and every member.
     text = cloud.run("status").stdout
     assert "desired 2, 2 instance(s)" in text and text.count(" ready") >= 3 and "complete" in text
