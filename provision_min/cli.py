@@ -205,15 +205,12 @@ def _run_local(args: argparse.Namespace, config: ClusterConfig) -> int:
     if args.command == "plan":
         raise InputError("plan: the local cloud has no API calls to show; up prints each step as it goes")
     if args.command == "up":
-        image_options = None
+        packages = None
         if args.mesos_deb or args.alluxio_tarball:
             if not (args.mesos_deb and args.alluxio_tarball):
                 raise InputError("--mesos-deb and --alluxio-tarball go together (real Mesos and Alluxio)")
-            from image.recipe import NodeOptions
-
-            image_options = NodeOptions(standins=False, mesos_deb=args.mesos_deb, alluxio_tarball=args.alluxio_tarball)
-        result = cloud.up(config, subnet=args.subnet, out=sys.stderr, ready_timeout=timeout,
-                          image_options=image_options)
+            packages = (args.mesos_deb, args.alluxio_tarball)
+        result = cloud.up(config, subnet=args.subnet, out=sys.stderr, ready_timeout=timeout, packages=packages)
         state = result.state
         print(f"cluster {config.cluster} (local): ready in {result.seconds:.1f} s"
               + (f" ({result.created} instance(s) started)" if result.created else ", nothing to start"))

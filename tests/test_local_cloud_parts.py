@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bootstrap_agent.schema import decode_user_data, validate
 from provision_min import cli
@@ -188,3 +189,14 @@ def test_a_second_command_on_the_same_cluster_is_refused_while_one_runs(
         assert "another provision-min is working on cluster analytics11" in capsys.readouterr().err
     assert cli.main(["scale", "2", "--cloud", "local", "--config", str(EXAMPLE)]) == 2  # free again: no cluster
     assert "does not run locally: up first" in capsys.readouterr().err
+
+
+def test_the_node_image_has_the_cluster_files_versions_and_packages_when_given() -> None:
+    config = config_mod.load(EXAMPLE)
+    options = cloud.image_options(config, None)
+    assert (options.standins, options.mesos_version, options.alluxio_version) == (True, "1.11", "2.9")
+    older = config_mod.parse({**yaml.safe_load(EXAMPLE.read_text()), "mesos": {"version": "1.4"},
+                              "alluxio": {"version": "1.8", "root_ufs": "s3://eo-data/alluxio"}}, EXAMPLE)
+    options = cloud.image_options(older, ("/srv/mesos.deb", "/srv/alluxio.tar.gz"))
+    assert (options.standins, options.mesos_version, options.alluxio_version) == (False, "1.4", "1.8")
+    assert (options.mesos_deb, options.alluxio_tarball) == ("/srv/mesos.deb", "/srv/alluxio.tar.gz")

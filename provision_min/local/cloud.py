@@ -299,15 +299,15 @@ def load_state(config: ClusterConfig) -> tuple[Paths, CloudState | None]:
 
 
 def up(config: ClusterConfig, *, subnet: str | None, out: TextIO, ready_timeout: float = DEFAULT_READY_TIMEOUT,
-       image_options: Any = None, interactive: bool | None = None) -> UpResult:
+       packages: tuple[str, str] | None = None, interactive: bool | None = None) -> UpResult:
     """Create what is missing (network, metadata service, masters, agents up to desired), wait until ready."""
     preflight()
     with Paths.of(config.cluster).locked():
-        return _up(config, subnet, out, ready_timeout, image_options, interactive)
+        return _up(config, subnet, out, ready_timeout, packages, interactive)
 
 
-def _up(config: ClusterConfig, subnet: str | None, out: TextIO, ready_timeout: float, image_options: Any,
-        interactive: bool | None) -> UpResult:
+def _up(config: ClusterConfig, subnet: str | None, out: TextIO, ready_timeout: float,
+        packages: tuple[str, str] | None, interactive: bool | None) -> UpResult:
     started = time.monotonic()
     paths, state = load_state(config)
     if state is not None and subnet is not None and ipaddress.IPv4Network(subnet) != state.network:
@@ -324,7 +324,7 @@ def _up(config: ClusterConfig, subnet: str | None, out: TextIO, ready_timeout: f
         progress.say("node image: checking the cache (a first build takes 2-4 minutes; log in "
                      "/var/cache/bootstrap-agent/images/)")
         image_started = time.monotonic()
-        image = build_image(image_options)
+        image = build_image(config, packages)
         image_built, image_seconds = image.built, time.monotonic() - image_started
         how = f"built in {image_seconds:.0f} s" if image.built else "from the cache"
         progress.say(f"node image: {how} ({image.path.name})")
@@ -365,10 +365,28 @@ def source_tree() -> Path:
     return root
 
 
-def build_image(options: Any) -> Any:
+def image_options(config: ClusterConfig, packages: tuple[str, str] | None) -> Any:
+    """The node image for this cluster file: its Mesos and Alluxio versions (the stand-ins check flags and keys
+    against those versions' lists), stand-ins unless ``packages`` gives a Mesos .deb and an Alluxio tarball."""
     root = str(source_tree())
     if root not in sys.path:
         sys.path.insert(0, root)
+    from image.recipe import ALLUXIO_VERSIONS, MESOS_VERSIONS, NodeOptions
+
+    mesos = str(config.mesos.get("version", "1.11"))
+    alluxio = str((config.alluxio or {}).get("version", "2.9"))
+    if mesos not in MESOS_VERSIONS or alluxio not in ALLUXIO_VERSIONS:
+        raise InputError(f"the local image has Mesos {'/'.join(MESOS_VERSIONS)} and Alluxio "
+                         f"{'/'.join(ALLUXIO_VERSIONS)}, the cluster file asks for Mesos {mesos}, Alluxio {alluxio}")
+    options = NodeOptions(mesos_version=mesos, alluxio_version=alluxio)
+    if packages is not None:
+        options = NodeOptions(standins=False, mesos_version=mesos, alluxio_version=alluxio, mesos_deb=packages[0],
+                              alluxio_tarball=packages[1])
+    return options
+
+
+def build_image(config: ClusterConfig, packages: tuple[str, str] | None) -> Any:
+    options = image_options(config, packages)
     from image.local import LocalBuilder
     from image.recipe import BuildError
 
