@@ -347,8 +347,8 @@ def _up(config: ClusterConfig, subnet: str | None, out: TextIO, ready_timeout: f
             paths.save(state)
     for node in state.masters():
         created += _ensure_running(paths, config, state, node)
-    added, removed = _reconcile_group(paths, config, state, progress)
-    created += len(added)
+    booted, removed = _reconcile_group(paths, config, state, progress)
+    created += len(booted)
     wait_ready(paths, state, state.masters() + state.agents(), progress, ready_timeout, gone=removed)
     state.phase = "ready"
     paths.save(state)
@@ -404,17 +404,14 @@ def _ensure_running(paths: Paths, config: ClusterConfig, state: CloudState, node
 
 def _reconcile_group(paths: Paths, config: ClusterConfig, state: CloudState, progress: Progress | None = None
                      ) -> tuple[list[NodeRecord], list[NodeRecord]]:
-    """The emulated AS group: start agents up to ``desired``, power off the newest beyond it."""
-    added: list[NodeRecord] = []
+    """The emulated AS group: start agents up to ``desired``, power off the newest beyond it, boot again any
+    that is off (a health check's job on OTC). Returns the agents started and the agents removed."""
     while len(state.agents()) < state.desired:
         index = state.next_agent_index()
-        node = new_node(state, "agent", index, state.agent_ip(index))
-        state.nodes.append(node)
-        paths.save(state)
-        added.append(node)
-    for node in state.agents():
-        _ensure_running(paths, config, state, node)
+        state.nodes.append(new_node(state, "agent", index, state.agent_ip(index)))
+        paths.save(state)  # named before it exists: down finds it whatever happens next
     removed = state.agents()[state.desired:]  # the newest first out, as OTC's NEW_INSTANCE removal policy
+    started = [n for n in state.agents()[:state.desired] if _ensure_running(paths, config, state, n)]
     if removed:
         if progress is not None:
             progress.say(f"powering off {', '.join(n.name for n in removed)} (each leaves the cluster itself)")
@@ -423,7 +420,7 @@ def _reconcile_group(paths: Paths, config: ClusterConfig, state: CloudState, pro
             unpublish(paths, node)
             state.nodes.remove(node)
         paths.save(state)
-    return added, removed
+    return started, removed
 
 
 def stop_all(paths: Paths, nodes: Sequence[NodeRecord] | Sequence[str]) -> None:
@@ -465,7 +462,7 @@ def _scale(config: ClusterConfig, count: int, out: TextIO, ready_timeout: float,
     paths.save(state)
     progress = Progress(out, title=f"cluster {config.cluster} (local): {before} -> {count} agents",
                         interactive=interactive)
-    _added, removed = _reconcile_group(paths, config, state, progress)
+    _started, removed = _reconcile_group(paths, config, state, progress)
     seconds = wait_ready(paths, state, state.agents(), progress, ready_timeout, gone=removed)
     return before, count, seconds
 
