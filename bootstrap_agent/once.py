@@ -25,7 +25,7 @@ from bootstrap_agent.install import install
 from bootstrap_agent.metadata import Fetched, Retry, fetch_meta_data, fetch_security_key, fetch_user_data
 from bootstrap_agent.plan import DesiredService, Layout, Peers, Plan, plan
 from bootstrap_agent.schema import Settings, decode_user_data, validate
-from bootstrap_agent.services.base import ServiceError, ServiceManager, listening_ports
+from bootstrap_agent.services.base import ServiceError, ServiceManager, bound_unix_sockets, listening_ports
 from bootstrap_agent.state import State
 
 
@@ -320,14 +320,23 @@ def wait_ready(
 
 
 def _ports_missing(service: DesiredService, manager: ServiceManager) -> list[str] | None:
-    """The unit's ports its own processes do not listen on yet; ``None`` when the unit is not running."""
+    """The unit's ports and unix sockets its own processes do not hold yet; ``None`` when it is not running."""
     if not manager.is_active(service.unit):
         return None
+    wanted = [f"{h}:{p}" for h, p in service.ports] + [f"unix:{path}" for path in service.sockets]
     pid = manager.main_pid(service.unit)
-    owned = listening_ports(pid, {p for _, p in service.ports}) if pid else None
+    if not pid:
+        return wanted
+    owned = listening_ports(pid, {p for _, p in service.ports})
     if owned is None:
-        return None if pid else [f"{h}:{p}" for h, p in service.ports]
-    return [f"{h}:{p}" for h, p in service.ports if p not in owned]
+        return None
+    missing = [f"{h}:{p}" for h, p in service.ports if p not in owned]
+    if service.sockets:
+        bound = bound_unix_sockets(pid, set(service.sockets))
+        if bound is None:
+            return None
+        missing += [f"unix:{path}" for path in service.sockets if path not in bound]
+    return missing
 
 
 def save_status(state: State, settings: Settings, ip: str, source: str, outcome: Outcome) -> None:

@@ -117,6 +117,7 @@ class DesiredService:
     # into RAM (or back) restarts the unit that uses it; a new size only remounts the folder (its reload).
     requires: tuple[str, ...] = ()
     unit_file: str | None = None  # the unit's own file when the plan renders it (mounts): removed with the unit
+    sockets: tuple[str, ...] = ()  # unix sockets its own processes must have bound to be up (dockerd's API)
 
 
 @dataclass(frozen=True)
@@ -378,7 +379,8 @@ def _agent(
             "log-driver": "json-file",
             "log-opts": {"max-size": "50m", "max-file": "3"},
         }, indent=2, sort_keys=True) + "\n"))
-        services.append(DesiredService("docker", (DOCKER_DAEMON_JSON,), (), requires=docker_mount))
+        services.append(DesiredService("docker", (DOCKER_DAEMON_JSON,), (), requires=docker_mount,
+                                       sockets=(layout.path(DOCKER_SOCKET),)))
     flags.update(mesos.agent_flags)
     files.append(_mesos_env(MESOS_AGENT_ENV, "mesos-agent", settings, flags))
     services.append(DesiredService(

@@ -77,6 +77,7 @@ def test_agent_services_start_after_their_config_in_dependency_order() -> None:
                      "mesos-agent", "alluxio-worker", "alluxio-proxy", "spark-shuffle"]
     by_unit = {s.unit: s for s in p.services}
     assert by_unit["docker"].inputs == (DOCKER_DAEMON_JSON,) and by_unit["docker"].requires == ("var-lib-docker.mount",)
+    assert by_unit["docker"].sockets == ("/run/docker.sock",)  # up only once dockerd has bound its API socket
     assert by_unit["mesos-agent"].requires == ("var-lib-mesos.mount",)
     assert by_unit["alluxio-worker"].requires == ("var-lib-alluxio-ramdisk.mount",)
     assert by_unit["spark-shuffle"].inputs == (SPARK_SHUFFLE_ENV,)

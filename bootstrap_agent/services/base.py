@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from bootstrap_agent.plan import DesiredService
+
+T = TypeVar("T")
 
 
 class ServiceError(Exception):
@@ -50,19 +53,44 @@ def listening_ports(pid: int, wanted: set[int] | None = None) -> set[int] | None
     import psutil
 
     def listening(process: psutil.Process) -> set[int]:
+        return {c.laddr.port for c in process.net_connections(kind="tcp")
+                if c.status == psutil.CONN_LISTEN and c.laddr}
+
+    return _held(pid, listening, wanted)
+
+
+def bound_unix_sockets(pid: int, wanted: set[str] | None = None) -> set[str] | None:
+    """Paths of the unix sockets ``pid`` or a descendant has bound (dockerd's API socket); ``None`` if gone.
+
+    The kernel does not say whether a unix socket listens, but a daemon binds its API socket just before it
+    listens on it, and a socket file left by somebody else (a stale one, a previous run) is not bound by the
+    unit's processes: the same proof of ownership as for TCP ports.
+    """
+    import psutil
+
+    def bound(process: psutil.Process) -> set[str]:
+        addresses: list[object] = [c.laddr for c in process.net_connections(kind="unix")]
+        return {a for a in addresses if isinstance(a, str) and a}
+
+    return _held(pid, bound, wanted)
+
+
+def _held(pid: int, held_by: Callable[[Any], set[T]], wanted: set[T] | None) -> set[T] | None:
+    import psutil
+
+    def ask(process: psutil.Process) -> set[T]:
         try:
-            connections = process.net_connections(kind="tcp")
+            return held_by(process)
         except psutil.Error:
             return set()
-        return {c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN and c.laddr}
 
     try:
         root = psutil.Process(pid)
-        ports = listening(root)
-        if wanted is not None and wanted <= ports:
-            return ports
+        found = ask(root)
+        if wanted is not None and wanted <= found:
+            return found
         for child in root.children(recursive=True):
-            ports |= listening(child)
+            found |= ask(child)
     except psutil.Error:
         return None
-    return ports
+    return found
