@@ -38,12 +38,12 @@ region: eu-de
 availability_zone: eu-de-02
 vpc_cidr: 192.168.0.0/16
 subnet_cidr: 192.168.0.0/24
-masters: 1
+masters: {masters}
 master_flavor: s3.xlarge.4
 agent_flavor: s3.2xlarge.8
 image_id: 00000000-0000-0000-0000-000000000000
 key_name: my-keypair
-agents: {{min: 1, max: 4, desired: 2}}
+agents: {{min: 1, max: 4, desired: {desired}}}
 mesos: {{version: "1.11", containerizers: [docker, mesos], work_dir_ramdisk: 256MB, docker_ramdisk: 256MB}}
 alluxio: {{version: "2.9", root_ufs: "s3://eo-data/alluxio", worker_ramdisk: 512MB}}
 credentials: {{source: keys, access_key_id: EXAMPLEACCESSKEY0001, secret_access_key: {s3_secret}}}
@@ -58,9 +58,13 @@ class LocalCloud:
         self.cluster = cluster
         self.names = Names(cluster)
         self.config = tmp_path / "cluster.yaml"
-        self.config.write_text(CLUSTER_FILE.format(cluster=cluster, s3_secret=S3_SECRET))
+        self.write(masters=1, desired=2)
         self.state_root = tmp_path / "local-state"
         self.env = {**os.environ, STATE_ROOT_ENV: str(self.state_root)}
+
+    def write(self, *, masters: int, desired: int) -> None:
+        self.config.write_text(CLUSTER_FILE.format(cluster=self.cluster, s3_secret=S3_SECRET, masters=masters,
+                                                   desired=desired))
 
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "provision_min", *args, "--cloud", "local", "--config", str(self.config)]
@@ -245,3 +249,25 @@ def test_down_after_up_was_killed_midway(local_cloud: LocalCloud) -> None:
     result = cloud.ok("down", timeout=300)
     assert f"instance {cloud.cluster}-master-1" in result.stdout and "netns" in result.stdout
     assert cloud.leftovers() == []
+
+
+def test_three_masters_keep_the_cluster_when_one_powers_off(local_cloud: LocalCloud) -> None:
+    """``masters: 3``: a ZooKeeper ensemble of three nodes; with one master off the others keep quorum, the
+    agent stays ready, and ``up`` boots the missing master back into the ensemble."""
+    cloud = local_cloud
+    c = cloud.cluster
+    cloud.write(masters=3, desired=1)
+    cloud.ok("up")
+    report = cloud.status()
+    masters = {n["name"]: n for n in report["nodes"] if n["role"] == "master"}
+    network = report["subnet"].rsplit(".", 1)[0]
+    assert [n["ip"] for n in masters.values()] == [f"{network}.10", f"{network}.11", f"{network}.12"]
+    assert report["complete"] and ready_names(report) == {*masters, f"{c}-agent-1"}, report
+    second = masters[f"{c}-master-2"]
+    assert inside(second["pid"], ["systemctl", "poweroff"]).returncode == 0
+    wait_for("master-2 off", lambda: not by_name(cloud.status())[f"{c}-master-2"]["running"], timeout=60)
+    report = cloud.status()
+    assert report["zookeeper"] == "reachable" and report["members_listed"] == 3, report  # quorum: 2 of 3
+    assert ready_names(report) == {f"{c}-master-1", f"{c}-master-3", f"{c}-agent-1"}
+    assert "1 instance(s) started" in cloud.ok("up").stdout
+    assert cloud.status()["complete"] is True
