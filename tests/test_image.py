@@ -183,41 +183,39 @@ def test_the_agent_runs_from_its_venv_with_the_standins(node_image: Any) -> None
 
 
 # -- the switch: real Mesos and Alluxio from a package and a tarball ------------------------------------------
-def fake_mesos_deb(tmp: Path) -> Path:
-    tree = tmp / "mesos-deb"
+def fake_deb(tmp: Path, package: str, version: str, what: str, files: dict[str, str]) -> Path:
+    """A package with the name and paths of a real one (``files``: path -> content; ``bin``/``sbin`` ones
+    executable), built with dpkg-deb: what the image does with the real package, without downloading it."""
+    tree = tmp / f"{package}-deb"
     (tree / "DEBIAN").mkdir(parents=True)
     (tree / "DEBIAN" / "control").write_text(
-        "Package: mesos\nVersion: 1.11.0-0test\nArchitecture: all\nMaintainer: test <test@example.invalid>\n"
-        "Description: stand-in package with the paths of the Mesos package\n")
-    (tree / "usr/sbin").mkdir(parents=True)
-    for program in ("mesos-master", "mesos-agent"):
-        (tree / "usr/sbin" / program).write_text("#!/bin/sh\nexec sleep infinity\n")
-        (tree / "usr/sbin" / program).chmod(0o755)
-    deb = tmp / "mesos_1.11.0-0test_all.deb"
+        f"Package: {package}\nVersion: {version}\nArchitecture: all\nMaintainer: test <test@example.invalid>\n"
+        f"Description: stand-in package with the paths of {what}\n")
+    for path, content in files.items():
+        target = tree / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+        if "bin/" in path:
+            target.chmod(0o755)
+    deb = tmp / f"{package}_{version}_all.deb"
     subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(deb)], check=True,
                    capture_output=True, timeout=60)
     return deb
+
+
+def fake_mesos_deb(tmp: Path) -> Path:
+    sleeper = "#!/bin/sh\nexec sleep infinity\n"
+    return fake_deb(tmp, "mesos", "1.11.0-0test", "the Mesos package",
+                    {"/usr/sbin/mesos-master": sleeper, "/usr/sbin/mesos-agent": sleeper})
 
 
 def fake_docker_deb(tmp: Path) -> Path:
     """Debian's docker.io as far as the image cares: the package name, dockerd and its unit. (The cached base
     layer is the stand-ins' one, without docker.io, and the node phase installs offline.)"""
-    tree = tmp / "docker-deb"
-    (tree / "DEBIAN").mkdir(parents=True)
-    (tree / "DEBIAN" / "control").write_text(
-        "Package: docker.io\nVersion: 20.10.24-0test\nArchitecture: all\nMaintainer: test <test@example.invalid>\n"
-        "Description: stand-in package with the paths of Debian's docker.io\n")
-    (tree / "usr/sbin").mkdir(parents=True)
-    (tree / "usr/sbin/dockerd").write_text("#!/bin/sh\nexec sleep infinity\n")
-    (tree / "usr/sbin/dockerd").chmod(0o755)
-    (tree / "lib/systemd/system").mkdir(parents=True)
-    (tree / "lib/systemd/system/docker.service").write_text(
-        "[Unit]\nDescription=Docker Application Container Engine\n\n[Service]\nExecStart=/usr/sbin/dockerd\n\n"
-        "[Install]\nWantedBy=multi-user.target\n")
-    deb = tmp / "docker.io_20.10.24-0test_all.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(deb)], check=True,
-                   capture_output=True, timeout=60)
-    return deb
+    unit = ("[Unit]\nDescription=Docker Application Container Engine\n\n[Service]\nExecStart=/usr/sbin/dockerd\n\n"
+            "[Install]\nWantedBy=multi-user.target\n")
+    return fake_deb(tmp, "docker.io", "20.10.24-0test", "Debian's docker.io", {
+        "/usr/sbin/dockerd": "#!/bin/sh\nexec sleep infinity\n", "/lib/systemd/system/docker.service": unit})
 
 
 def fake_alluxio_tarball(tmp: Path) -> Path:

@@ -18,97 +18,17 @@ import os
 import re
 import signal
 import subprocess
-import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from provision_min.local import machine
-from provision_min.local.layout import STATE_ROOT_ENV, Names
+from tests.support.local_cloud import S3_SECRET, LocalCloud, by_name, inside, ready_names
 from tests.support.netns import https_get
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.usefixtures("containers_required")
-
-CLUSTER_FILE = """\
-cluster: {cluster}
-region: eu-de
-availability_zone: eu-de-02
-vpc_cidr: 192.168.0.0/16
-subnet_cidr: 192.168.0.0/24
-masters: {masters}
-master_flavor: s3.xlarge.4
-agent_flavor: s3.2xlarge.8
-image_id: 00000000-0000-0000-0000-000000000000
-key_name: my-keypair
-agents: {{min: 1, max: 4, desired: {desired}}}
-mesos: {{version: "1.11", containerizers: [docker, mesos], work_dir_ramdisk: 256MB, docker_ramdisk: 256MB}}
-alluxio: {{version: "2.9", root_ufs: "s3://eo-data/alluxio", worker_ramdisk: 512MB}}
-credentials: {{source: keys, access_key_id: EXAMPLEACCESSKEY0001, secret_access_key: {s3_secret}}}
-"""
-S3_SECRET = "local-e2e-secret-access-key-0000000000000"
-
-
-class LocalCloud:
-    """The CLI against one cluster file, with its own state folder."""
-
-    def __init__(self, tmp_path: Path, cluster: str) -> None:
-        self.cluster = cluster
-        self.names = Names(cluster)
-        self.config = tmp_path / "cluster.yaml"
-        self.write(masters=1, desired=2)
-        self.state_root = tmp_path / "local-state"
-        self.env = {**os.environ, STATE_ROOT_ENV: str(self.state_root)}
-
-    def write(self, *, masters: int, desired: int) -> None:
-        self.config.write_text(CLUSTER_FILE.format(cluster=self.cluster, s3_secret=S3_SECRET, masters=masters,
-                                                   desired=desired))
-
-    def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "provision_min", *args, "--cloud", "local", "--config", str(self.config)]
-
-    def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.argv(*args), capture_output=True, text=True, env=self.env, timeout=timeout,
-                              stdin=subprocess.DEVNULL, check=False)
-
-    def ok(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        result = self.run(*args, timeout=timeout)
-        assert result.returncode == 0, f"{args}: exit {result.returncode}\n{result.stdout}\n{result.stderr[-3000:]}"
-        return result
-
-    def status(self) -> dict[str, Any]:
-        report: dict[str, Any] = json.loads(self.run("status", "--json", timeout=60).stdout)
-        return report
-
-    @property
-    def state_file(self) -> Path:
-        return self.state_root / self.cluster / "cloud.json"
-
-    def dashboard_password(self) -> str:
-        return str(json.loads(self.state_file.read_text())["dashboard_password"])
-
-    # -- what this machine holds of the cluster ---------------------------------------------------------------
-    def leftovers(self) -> list[str]:
-        found = []
-        links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=False).stdout
-        found += [f"link {line.split(':')[1].strip()}" for line in links.splitlines()
-                  if line.split(":")[1].strip().split("@")[0].startswith(self.names.bridge)]
-        namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
-        found += [f"netns {ns.split()[0]}" for ns in namespaces.splitlines()
-                  if ns.split() and ns.split()[0] in (self.names.gateway_ns, self.names.metadata_ns)]
-        for hierarchy in machine.cgroup_folders(""):
-            found += [f"cgroup {cg}" for cg in hierarchy.glob(f"bal-{self.cluster}-*")]
-        with open("/proc/self/mounts") as mounts:
-            found += [f"mount {line.split()[1]}" for line in mounts if str(self.state_root) in line]
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit() and str(self.state_root) in " ".join(machine.cmdline(int(entry.name))):
-                found.append(f"process {entry.name} {' '.join(machine.cmdline(int(entry.name)))[:120]}")
-        if (self.state_root / self.cluster).exists():
-            found.append(f"folder {self.state_root / self.cluster}")
-        return found
-
 
 @pytest.fixture
 def local_cloud(tmp_path: Path) -> Iterator[LocalCloud]:
@@ -120,19 +40,6 @@ def local_cloud(tmp_path: Path) -> Iterator[LocalCloud]:
         left = cloud.leftovers()
         assert result.returncode == 0, result.stderr[-3000:]
         assert left == [], left
-
-
-def by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {n["name"]: n for n in report["nodes"]}
-
-
-def ready_names(report: dict[str, Any]) -> set[str]:
-    return {n["name"] for n in report["nodes"] if n["running"] and n["member"] and n["member"]["state"] == "ready"}
-
-
-def inside(pid: int, argv: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["nsenter", "-t", str(pid), "-a", *argv], capture_output=True, text=True, timeout=30,
-                          env={"PATH": machine.CONTAINER_PATH}, check=False)
 
 
 _GET = ("import json, sys, urllib.request as u\n"
@@ -266,8 +173,13 @@ def test_three_masters_keep_the_cluster_when_one_powers_off(local_cloud: LocalCl
     second = masters[f"{c}-master-2"]
     assert inside(second["pid"], ["systemctl", "poweroff"]).returncode == 0
     wait_for("master-2 off", lambda: not by_name(cloud.status())[f"{c}-master-2"]["running"], timeout=60)
-    report = cloud.status()
-    assert report["zookeeper"] == "reachable" and report["members_listed"] == 3, report  # quorum: 2 of 3
-    assert ready_names(report) == {f"{c}-master-1", f"{c}-master-3", f"{c}-agent-1"}
+    # The ensemble may have lost its leader: the two left elect one (a few seconds), then serve as before.
+    started = time.monotonic()
+    report = wait_for("two masters serving with every member ready", lambda: (lambda r: r if (
+        r["zookeeper"] == "reachable" and r["members_listed"] == 3
+        and ready_names(r) == {f"{c}-master-1", f"{c}-master-3", f"{c}-agent-1"}) else None)(cloud.status()),
+        timeout=60)
+    print(f"quorum of two serving {time.monotonic() - started:.1f} s after master-2 was off")
+    assert not by_name(report)[f"{c}-master-2"]["running"]
     assert "1 instance(s) started" in cloud.ok("up").stdout
     assert cloud.status()["complete"] is True
