@@ -548,7 +548,7 @@ class DownResult:
 def down(config: ClusterConfig) -> DownResult:
     """Remove every instance, the metadata service, the namespaces, the bridge and the state; idempotent."""
     preflight()
-    with Paths.of(config.cluster).locked():
+    with Paths.of(config.cluster).locked(remove=True):
         return _down(config)
 
 

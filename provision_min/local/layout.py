@@ -201,22 +201,35 @@ class Paths:
             yield from sorted(p for p in self.nodes_dir.iterdir() if p.is_dir())
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self, *, remove: bool = False) -> Iterator[None]:
         """One command at a time per cluster: ``up``, ``scale`` and ``down`` change the same instances and state.
 
-        The lock file lives beside the cluster's folder (``down`` removes the folder while holding it); the
-        kernel drops the lock when its holder dies, so a killed ``provision-min`` never blocks the next one.
+        The lock file lives beside the cluster's folder (``down`` removes the folder while holding it, and with
+        ``remove`` the lock file too, so a removed cluster leaves nothing). A lock taken on a file that was
+        removed meanwhile is let go and taken again on the new file. The kernel drops the lock when its holder
+        dies, so a killed ``provision-min`` never blocks the next one.
         """
         lock = self.root.with_name(f".{self.root.name}.lock")
         lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
+        while True:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                os.close(fd)
                 raise InputError(f"another provision-min is working on cluster {self.root.name} (lock {lock}); "
                                  "wait for it to finish") from None
+            try:
+                current = os.stat(lock).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                break
+            os.close(fd)
+        try:
             yield
+            if remove:
+                lock.unlink(missing_ok=True)
         finally:
             os.close(fd)
 

@@ -89,6 +89,8 @@ class LocalCloud:
                 found.append(f"process {entry.name} {' '.join(machine.cmdline(int(entry.name)))[:120]}")
         if (self.state_root / self.cluster).exists():
             found.append(f"folder {self.state_root / self.cluster}")
+        if (self.state_root / f".{self.cluster}.lock").exists():
+            found.append(f"lock file {self.state_root / f'.{self.cluster}.lock'}")
         return found
 
 
