@@ -91,7 +91,7 @@ def pick_subnet(cluster: str, wanted: str | None) -> ipaddress.IPv4Network:
             subnet = ipaddress.IPv4Network(wanted)
         except ValueError as exc:
             raise InputError(f"--subnet: {exc}") from None
-        if not 24 <= subnet.prefixlen <= 24 or not subnet.is_private:
+        if subnet.prefixlen != 24 or not subnet.is_private:
             raise InputError(f"--subnet {wanted}: must be a private /24 (e.g. 10.231.7.0/24)")
         clash = [str(i) for i in host if i.network.overlaps(subnet)] + [str(t) for t in taken if t.overlaps(subnet)]
         if clash:
