@@ -45,13 +45,17 @@ def cleanup_stale() -> Iterator[None]:
     yield
 
 
-def _require_netns() -> None:
-    reason = netns.netns_unavailable_reason()
+def _require(reason: str | None) -> None:
+    """Skip for ``reason`` (None: nothing missing); a failure instead with ``BA_REQUIRE_NETNS=1`` (CI)."""
     if reason is None:
         return
     if os.environ.get("BA_REQUIRE_NETNS") == "1":
         pytest.fail(f"BA_REQUIRE_NETNS=1 but {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def _require_netns() -> None:
+    _require(netns.netns_unavailable_reason())
 
 
 @pytest.fixture
@@ -170,12 +174,7 @@ _containers_cleaned: list[bool] = []
 
 
 def _require_containers() -> None:
-    reason = container.unavailable_reason()
-    if reason is None:
-        return
-    if os.environ.get("BA_REQUIRE_NETNS") == "1":
-        pytest.fail(f"BA_REQUIRE_NETNS=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
+    _require(container.unavailable_reason())
 
 
 @pytest.fixture

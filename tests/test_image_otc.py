@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import logging
 import re
 import tarfile
 import urllib.request
@@ -40,10 +39,10 @@ import boto3
 import pytest
 import responses
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
 from image.otc import OtcCredentials, OtcImageBuilder, OtcImageSettings
 from image.recipe import BuildError, NodeOptions
+from tests.support.moto_s3 import moto_server
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 PID = "0123456789abcdef0123456789abcdef"
@@ -223,20 +222,10 @@ class S3Server:
 
 @pytest.fixture
 def s3() -> Iterator[S3Server]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        reset = urllib.request.Request(f"{endpoint}/moto-api/reset", data=b"", method="POST")
-        with urllib.request.urlopen(reset, timeout=10) as answer:  # moto's state is per process: start clean
-            answer.read()
+    with moto_server() as endpoint:  # authentication stays off: moto cannot check presigned URLs
         s3 = S3Server(endpoint)
         s3.client().create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-de"})
         yield s3
-    finally:
-        server.stop()
 
 
 def make_builder(s3: S3Server, tmp_path: Path, **settings: Any) -> OtcImageBuilder:

@@ -286,8 +286,6 @@ class UpResult:
     paths: Paths
     created: int
     seconds: float
-    image_built: bool
-    image_seconds: float
 
 
 def load_state(config: ClusterConfig) -> tuple[Paths, CloudState | None]:
@@ -317,7 +315,6 @@ def _up(config: ClusterConfig, subnet: str | None, out: TextIO, ready_timeout: f
         raise InputError(f"masters: cluster {config.cluster} runs {len(state.masters())} master(s), the cluster "
                          f"file says {config.masters}; the ZooKeeper ensemble of a running cluster is fixed")
     progress = Progress(out, title=f"cluster {config.cluster} (local)", interactive=interactive)
-    image_built, image_seconds = False, 0.0
     if state is None:
         chosen = pick_subnet(config.cluster, subnet)
         local_config(config, chosen).user_data("master", "x" * 43)  # the user-data must be valid before anything
@@ -325,8 +322,7 @@ def _up(config: ClusterConfig, subnet: str | None, out: TextIO, ready_timeout: f
                      "/var/cache/bootstrap-agent/images/)")
         image_started = time.monotonic()
         image = build_image(config, packages)
-        image_built, image_seconds = image.built, time.monotonic() - image_started
-        how = f"built in {image_seconds:.0f} s" if image.built else "from the cache"
+        how = f"built in {time.monotonic() - image_started:.0f} s" if image.built else "from the cache"
         progress.say(f"node image: {how} ({image.path.name})")
         password = secrets.token_urlsafe(18)
         state = CloudState(cluster=config.cluster, subnet=str(chosen), image=str(image.path),
@@ -352,7 +348,7 @@ def _up(config: ClusterConfig, subnet: str | None, out: TextIO, ready_timeout: f
     wait_ready(paths, state, state.masters() + state.agents(), progress, ready_timeout, gone=removed)
     state.phase = "ready"
     paths.save(state)
-    return UpResult(state, paths, created, time.monotonic() - started, image_built, image_seconds)
+    return UpResult(state, paths, created, time.monotonic() - started)
 
 
 def source_tree() -> Path:

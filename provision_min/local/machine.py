@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -229,18 +228,6 @@ def start(spec: MachineSpec) -> int:
     return proc.pid
 
 
-def exec_argv(folder: Path, argv: Sequence[str]) -> list[str]:
-    pid = systemd_pid(folder)
-    if pid is None:
-        raise MachineError(f"{folder.name} is not running")
-    return ["nsenter", "-t", str(pid), "-a", *argv]
-
-
-def run_inside(folder: Path, argv: Sequence[str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(exec_argv(folder, argv), capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, env={"PATH": CONTAINER_PATH, "LANG": "C.UTF-8"}, check=False)
-
-
 def stop(name: str, folder: Path, timeout: float = 45.0) -> None:
     """Power the instance off cleanly (SIGTERM to its supervisor) and remove it from this machine.
 
@@ -292,8 +279,9 @@ def comm(pid: int) -> str:
 
 
 def alive(pid: int) -> bool:
+    """Running, not a zombie: a supervisor that exited stays a zombie of its parent until it is reaped."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return False
-    return state != "Z"
+    return state not in ("Z", "X")

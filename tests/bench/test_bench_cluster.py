@@ -84,7 +84,7 @@ from kazoo.security import make_digest_acl
 
 from bootstrap_agent.cluster import AUTH_USER, ClusterPaths
 from bootstrap_agent.member import Member
-from tests.support.daemon_node import DASHBOARD_AUTH, MASTER_IP, SECRET, DaemonNode, cluster_user_data
+from tests.support.daemon_node import DASHBOARD_AUTH, MASTER_IP, SECRET, DaemonNode, new_daemon_node
 from tests.support.metadata_server import MetadataServer
 from tests.support.netns import TestNode
 from tests.support.zookeeper import four_letter_word
@@ -436,14 +436,7 @@ def bench(test_node: Callable[..., TestNode], metadata_server: Callable[..., Met
     sims = SimAgents(net)
 
     def make(role: str, ip: str) -> DaemonNode:
-        uuid = f"uuid-{role}-{ip.rsplit('.', 1)[1]}"
-        metadata = metadata_server(net, bind="127.0.0.1", port=0,
-                                   user_data=json.dumps(cluster_user_data(role)).encode(),
-                                   meta_data={"uuid": uuid, "name": f"eo-live-{role}-{ip.rsplit('.', 1)[1]}",
-                                              "availability_zone": "eu-de-01"})
-        root = tmp_path / f"root-{role}-{ip}"
-        root.mkdir()
-        node = DaemonNode(net, metadata, root, ip, role, uuid)
+        node = new_daemon_node(net, metadata_server, tmp_path, role, ip)
         nodes.append(node)
         return node
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import hashlib
 import ipaddress
 import itertools
@@ -201,21 +200,14 @@ def _build(target: Path, extra_packages: Sequence[str], log: Path) -> None:
 
 @contextlib.contextmanager
 def _locked(path: Path, timeout: float) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    """The image builder's build lock, with this module's error."""
+    from image.local import BuildError, locked
+
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise ContainerError(f"{path} stayed locked for {timeout:.0f} s (another build?)") from None
-                time.sleep(0.5)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+        with locked(path, timeout):
+            yield
+    except BuildError as exc:
+        raise ContainerError(str(exc)) from None
 
 
 def build_test_rootfs(extra_packages: Sequence[str] = (), *, lock_timeout: float = 1800.0) -> Path:

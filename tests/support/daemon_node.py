@@ -121,6 +121,20 @@ class DaemonNode:
 AGENT_IPS = ["10.88.0.21", "10.88.0.22", "10.88.0.23"]
 
 
+def new_daemon_node(net: TestNode, metadata_server: Callable[..., MetadataServer], tmp_path: Path, role: str,
+                    ip: str, data: dict[str, Any] | None = None, uuid: str | None = None) -> DaemonNode:
+    """A daemon node of the live cluster (not started): its own metadata server answering its user-data and
+    ``meta_data.json``, and its own root folder."""
+    uuid = uuid or f"uuid-{role}-{ip.rsplit('.', 1)[1]}"
+    metadata = metadata_server(net, bind="127.0.0.1", port=0,
+                               user_data=json.dumps(data or cluster_user_data(role)).encode(),
+                               meta_data={"uuid": uuid, "name": f"eo-live-{role}-{ip.rsplit('.', 1)[1]}",
+                                          "availability_zone": "eu-de-01"})
+    root = tmp_path / f"root-{role}-{ip}"
+    root.mkdir()
+    return DaemonNode(net, metadata, root, ip, role, uuid)
+
+
 @pytest.fixture
 def cluster(test_node: Callable[..., TestNode], metadata_server: Callable[..., MetadataServer],
             tmp_path: Path) -> Iterator[Callable[..., DaemonNode]]:
@@ -128,14 +142,7 @@ def cluster(test_node: Callable[..., TestNode], metadata_server: Callable[..., M
     nodes: list[DaemonNode] = []
 
     def make(role: str, ip: str, data: dict[str, Any] | None = None, uuid: str | None = None) -> DaemonNode:
-        uuid = uuid or f"uuid-{role}-{ip.rsplit('.', 1)[1]}"
-        metadata = metadata_server(net, bind="127.0.0.1", port=0,
-                                   user_data=json.dumps(data or cluster_user_data(role)).encode(),
-                                   meta_data={"uuid": uuid, "name": f"eo-live-{role}-{ip.rsplit('.', 1)[1]}",
-                                              "availability_zone": "eu-de-01"})
-        root = tmp_path / f"root-{role}-{ip}"
-        root.mkdir()
-        node = DaemonNode(net, metadata, root, ip, role, uuid)
+        node = new_daemon_node(net, metadata_server, tmp_path, role, ip, data, uuid)
         nodes.append(node)
         return node
 

@@ -58,7 +58,8 @@ def _reset_auth(endpoint: str, count: str) -> None:
 
 
 @contextmanager
-def moto_s3() -> Iterator[S3Server]:
+def moto_server() -> Iterator[str]:
+    """moto's server on loopback, started from nothing (its state is per process); yields the endpoint."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -66,7 +67,16 @@ def moto_s3() -> Iterator[S3Server]:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
         _reset_auth(endpoint, "inf")
-        _post(endpoint, "/moto-api/reset")  # moto's state is per process: start from nothing
+        _post(endpoint, "/moto-api/reset")
+        yield endpoint
+    finally:
+        server.stop()
+
+
+@contextmanager
+def moto_s3() -> Iterator[S3Server]:
+    """moto with authentication on: a user who may use S3 and one who may not (their keys in ``S3Server``)."""
+    with moto_server() as endpoint:
         iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="setup",
                            aws_secret_access_key="setup")
         keys = {}
@@ -81,5 +91,3 @@ def moto_s3() -> Iterator[S3Server]:
                            keys["obs-nobody"]["AccessKeyId"], keys["obs-nobody"]["SecretAccessKey"])
         finally:
             _reset_auth(endpoint, "inf")
-    finally:
-        server.stop()

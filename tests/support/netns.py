@@ -130,17 +130,9 @@ def kill_namespace_processes(
 
 def pid_alive(pid: int) -> bool:
     """Alive and not a zombie (orphans may stay zombies here until PID 1 reaps them)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
+    from provision_min.local.machine import alive
+
+    return alive(pid)
 
 
 def cleanup_stale() -> list[str]:
