@@ -125,17 +125,22 @@ ClientFactory = Callable[..., KazooClient]
 
 @pytest.fixture
 def make_store() -> Iterator[StoreFactory]:
-    """``make_store(hosts, cluster, **kw)`` → a started store, its event recorder and its log; all stopped after."""
+    """``make_store(hosts, cluster, **kw)`` → a started store, its event recorder and its log; all stopped after.
+    ``ready=True``: also connected, with the cluster's tree created."""
     stores: list[ClusterStore] = []
 
-    def make(hosts: str, cluster: str, *, secret: str = SECRET, start: bool = True, **kw: Any) -> Any:
+    def make(hosts: str, cluster: str, *, secret: str = SECRET, start: bool = True, ready: bool = False,
+             **kw: Any) -> Any:
         recorder, log = Recorder(), ListLog()
         kw.setdefault("session_timeout", SESSION)
         kw.setdefault("call_timeout", 2.0)
         store = ClusterStore(hosts, cluster, secret, on_event=recorder, log=log, **kw)
         stores.append(store)
-        if start:
+        if start or ready:
             store.start()
+        if ready:  # connected, with the cluster's tree in place
+            assert store.wait_connected(10)
+            store.ensure_tree()
         return store, recorder, log
 
     yield make
@@ -232,9 +237,7 @@ def test_tree_has_only_the_digest_acl_and_refuses_everyone_else(
     zookeeper_module: ZooKeeperServer, make_store: StoreFactory, make_client: ClientFactory, cluster: str
 ) -> None:
     hosts = zookeeper_module.hosts
-    store, _, log = make_store(hosts, cluster)
-    assert store.wait_connected(10)
-    store.ensure_tree()
+    store, _, log = make_store(hosts, cluster, ready=True)
     store.ensure_tree()  # idempotent
     store.register("i-1", member("i-1"), master=False)
     store.set_config({"alluxio.block_size": "8MB"})
@@ -275,9 +278,7 @@ def test_foreign_acl_on_the_tree_is_replaced(
     paths = ClusterPaths(cluster)
     anyone = make_client(zookeeper_module.hosts, secret=None)
     anyone.create(paths.nodes, b"", makepath=True)  # world-readable, as a careless hand-made tree would be
-    store, _, log = make_store(zookeeper_module.hosts, cluster)
-    assert store.wait_connected(10)
-    store.ensure_tree()
+    _, _, log = make_store(zookeeper_module.hosts, cluster, ready=True)
     with pytest.raises(NoAuthError):
         anyone.get_children(paths.nodes)
     assert {entry["path"] for entry in log.named("zk_acl_fixed")} == {paths.base, paths.nodes}
@@ -288,9 +289,7 @@ def test_kazoo_logs_stay_out_of_the_logging_tree_and_never_show_the_secret(
 ) -> None:
     """At DEBUG kazoo logs every request, the Auth packet with the secret: its logger must not be reachable."""
     caplog.set_level(logging.DEBUG)
-    store, _, log = make_store(zookeeper_module.hosts, cluster)
-    assert store.wait_connected(10)
-    store.ensure_tree()
+    _, _, log = make_store(zookeeper_module.hosts, cluster, ready=True)
     assert "Auth(" not in caplog.text and SECRET not in caplog.text
     assert SECRET not in log.text()
 
@@ -300,9 +299,7 @@ def test_register_update_deregister_seen_by_another_client(
     zookeeper_module: ZooKeeperServer, make_store: StoreFactory, make_client: ClientFactory, cluster: str
 ) -> None:
     paths = ClusterPaths(cluster)
-    store, _, _ = make_store(zookeeper_module.hosts, cluster)
-    assert store.wait_connected(10)
-    store.ensure_tree()
+    store, _, _ = make_store(zookeeper_module.hosts, cluster, ready=True)
     me = member("i-m", role="master", ip="10.0.0.10", state="bootstrapping")
     store.register("i-m", me, master=True)
     other = make_client(zookeeper_module.hosts)
@@ -349,9 +346,7 @@ def test_member_of_a_closed_or_expired_session_disappears(
     paths = ClusterPaths(cluster)
     other = make_client(zookeeper_module.hosts)
     # Closed without deregistering: the server removes the ephemeral with the session, at once.
-    store, _, _ = make_store(zookeeper_module.hosts, cluster)
-    assert store.wait_connected(10)
-    store.ensure_tree()
+    store, _, _ = make_store(zookeeper_module.hosts, cluster, ready=True)
     store.register("i-1", member("i-1"), master=False)
     store.stop()
     assert other.exists(paths.node("i-1")) is None
@@ -538,9 +533,7 @@ def test_calls_to_a_hung_zookeeper_time_out(
     """A server that accepts but never answers (SIGSTOP): the connection still looks up, so only the deadline
     on every call keeps the daemon from hanging (the Patroni lesson)."""
     paths = ClusterPaths(cluster)
-    store, events, _ = make_store(zookeeper.hosts, cluster, call_timeout=1.0)
-    assert store.wait_connected(10)
-    store.ensure_tree()
+    store, events, _ = make_store(zookeeper.hosts, cluster, call_timeout=1.0, ready=True)
     store.register("i-1", member("i-1"), master=False)
     store.watch_config()
     events.wait("config")
@@ -591,9 +584,7 @@ def test_garbage_members_are_skipped_and_logged_once(
     zookeeper_module: ZooKeeperServer, make_store: StoreFactory, make_client: ClientFactory, cluster: str
 ) -> None:
     paths = ClusterPaths(cluster)
-    store, _, log = make_store(zookeeper_module.hosts, cluster, ip_ok=lambda ip: ip.startswith("10.0."))
-    assert store.wait_connected(10)
-    store.ensure_tree()
+    store, _, log = make_store(zookeeper_module.hosts, cluster, ip_ok=lambda ip: ip.startswith("10.0."), ready=True)
     store.register("i-good", member("i-good", ip="10.0.0.21"), master=False)
     writer = make_client(zookeeper_module.hosts)  # holds the secret: garbage from inside the cluster
     acl = [make_digest_acl("bootstrap-agent", SECRET, all=True)]
@@ -632,9 +623,7 @@ def test_members_skips_a_member_leaving_between_list_and_read(
 ) -> None:
     """NoNode races are normal: many members come and go while a master re-lists."""
     paths = ClusterPaths(cluster)
-    store, _, log = make_store(zookeeper_module.hosts, cluster)
-    assert store.wait_connected(10)
-    store.ensure_tree()
+    store, _, log = make_store(zookeeper_module.hosts, cluster, ready=True)
     churn = make_client(zookeeper_module.hosts)
     acl = [make_digest_acl("bootstrap-agent", SECRET, all=True)]
     stop = threading.Event()
@@ -797,9 +786,7 @@ def test_restart_lock_times_out_and_interoperates_with_kazoo_lock(
     zookeeper_module: ZooKeeperServer, make_store: StoreFactory, make_client: ClientFactory, cluster: str
 ) -> None:
     paths = ClusterPaths(cluster)
-    store, _, _ = make_store(zookeeper_module.hosts, cluster)
-    assert store.wait_connected(10)
-    store.ensure_tree()
+    store, _, _ = make_store(zookeeper_module.hosts, cluster, ready=True)
     operator = make_client(zookeeper_module.hosts)
     kazoo_lock = operator.Lock(paths.restart_lock, "operator")
     assert kazoo_lock.acquire(timeout=5)
@@ -823,9 +810,7 @@ def test_config_get_set_with_version_conflicts(
     zookeeper_module: ZooKeeperServer, make_store: StoreFactory, make_client: ClientFactory, cluster: str
 ) -> None:
     paths = ClusterPaths(cluster)
-    store, _, log = make_store(zookeeper_module.hosts, cluster)
-    assert store.wait_connected(10)
-    store.ensure_tree()
+    store, _, log = make_store(zookeeper_module.hosts, cluster, ready=True)
     assert store.get_config() == {} and store.config_version() == -1
 
     store.set_config({"alluxio.block_size": "8MB"}, expected_version=-1)
