@@ -151,7 +151,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     logs.configure(args.log_level)
     try:
         settings = parse_user_data(_read(args.user_data))
-        logs.register_secrets(*settings.secrets())
+        logs.register_secrets(*settings.secrets(), source="user-data")
         if args.facts:
             facts = facts_mod.load(args.facts)
         else:
@@ -243,7 +243,7 @@ def _connect(settings: Any, timeout: float) -> Any:
     from bootstrap_agent.cluster import ClusterStore, ClusterUnavailable
 
     logs.configure("error")
-    logs.register_secrets(*settings.secrets())
+    logs.register_secrets(*settings.secrets(), source="user-data")
     store = ClusterStore(",".join(f"{ip}:2181" for ip in settings.masters), settings.cluster, settings.secret,
                          on_event=lambda kind, detail: None, log=logs.get())
     store.start()

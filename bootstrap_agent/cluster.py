@@ -9,7 +9,7 @@ cluster secret; ``/bootstrap-agent`` itself is open so that it can hold more tha
     /bootstrap-agent/<cluster>/config                  persistent JSON object of run-time overrides; absent = {}
     /bootstrap-agent/<cluster>/locks/restart           the restart lock (kazoo ``Lock`` protocol)
 
-Why it looks the way it does (lessons from Patroni, Synapse and confd, see DESIGN.md):
+Why it looks the way it does (lessons from Patroni, Synapse and confd; docs/architecture.md, "Lessons kept"):
 
 * Every ZooKeeper call has a deadline. kazoo ≥ 2.7 queues requests while the connection is SUSPENDED, so a
   plain synchronous call can hang for as long as ZooKeeper is away. Public methods wait at most
@@ -211,7 +211,7 @@ class ClusterStore:
         self.call_timeout = call_timeout
         self.session_timeout = session_timeout
         self.log = log if log is not None else logs.get()
-        logs.register_secrets(secret)
+        logs.register_secrets(secret, source="zookeeper")
         self._on_event = on_event
         self._ip_ok = ip_ok
         self._acl = make_digest_acl(AUTH_USER, secret, all=True)

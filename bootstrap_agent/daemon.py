@@ -128,10 +128,29 @@ class Daemon:
             if "stop" in kinds:
                 self.shutdown(next(d for k, d in batch if k == "stop"))
                 return 0
-            if "tick" in kinds or time.monotonic() >= tick_due:
+            if time.monotonic() >= tick_due:
+                # The tick fell due while a burst was settling: it rides along with this pass, or a steady
+                # stream of events would postpone the backstop re-fetch for ever.
+                kinds.add("tick")
+            if "tick" in kinds:
                 tick_due = time.monotonic() + self.options.tick
-            self.reconcile(kinds, len(batch))
+            self.run_cycle(kinds, len(batch))
             self.notifier.watchdog()
+
+    def run_cycle(self, kinds: set[str], events: int) -> None:
+        """One pass that never ends the loop (Patroni's ``Ha.run_cycle``): a failure the pass did not expect
+        (a unit manager error, a damaged state folder) is logged, reported as ``degraded`` with its reason,
+        and the next event or tick tries again. Only ``stop`` ends the daemon."""
+        try:
+            self.reconcile(kinds, events)
+        except Exception as exc:
+            reason = f"pass failed: {type(exc).__name__}: {exc}"
+            self.log.error("reconcile_failed", error=str(exc), error_type=type(exc).__name__,
+                           reasons=sorted(kinds))
+            try:
+                self._report("degraded", reason, {})
+            except Exception as report_exc:  # the report reads the same state: say so, keep looping
+                self.log.error("report_failed", error=str(report_exc), error_type=type(report_exc).__name__)
 
     def reconcile(self, kinds: set[str], events: int) -> Outcome | None:
         started = time.monotonic()
@@ -184,7 +203,23 @@ class Daemon:
         if self.inputs and inputs.settings.cluster != self.inputs.settings.cluster:
             self.log.error("cluster_changed", previous=self.inputs.settings.cluster, now=inputs.settings.cluster)
         commit_inputs(self.state, inputs, facts, self.log)
-        self.inputs, self.facts = inputs, facts
+        previous, self.inputs, self.facts = self.inputs, inputs, facts
+        if previous is not None and self.store is not None and _store_inputs(previous.settings) != _store_inputs(
+                inputs.settings):
+            self._drop_store("masters or secret changed")
+
+    def _drop_store(self, why: str) -> None:
+        """Leave the old ensemble (or the old secret's session) so that the next step builds the store and its
+        watches from the current user-data: growing 3 → 5 masters, or a rotated secret, takes effect at once."""
+        from bootstrap_agent.cluster import ClusterUnavailable
+
+        self.log.info("store_rebuilding", why=why)
+        assert self.store is not None
+        with contextlib.suppress(ClusterUnavailable):
+            if self.registered:
+                self.store.deregister()
+        self.store.stop()
+        self.store, self.watching, self.registered = None, False, False
 
     def _effective_settings(self, problems: list[str]) -> Settings:
         """User-data with the cluster's run-time overrides; a bad override keeps the last good settings."""
@@ -261,21 +296,11 @@ class Daemon:
     @contextlib.contextmanager
     def _restart_guard(self) -> Iterator[bool]:
         """Agents restart under the cluster-wide lock, so the cluster never loses all its workers at once."""
-        from bootstrap_agent.cluster import ClusterUnavailable
-
         if self.store is None or self.inputs is None or not self.store.connected():
             yield False
             return
-        try:
-            with self.store.restart_lock(self.inputs.meta.uuid, self.options.restart_lock_timeout) as granted:
-                if granted:
-                    self.log.info("restart_lock_acquired")
-                yield granted
-                if granted:
-                    self.log.info("restart_lock_released")
-        except ClusterUnavailable as exc:
-            self.log.warning("restart_lock_unavailable", error=str(exc))
-            yield False
+        with restart_guard(self.store, self.inputs.meta.uuid, self.options.restart_lock_timeout, self.log) as granted:
+            yield granted
 
     def _report(self, state: str, reason: str, services: dict[str, str], services_up: bool = False) -> None:
         """Tell systemd and the cluster how this node is; ZooKeeper being away is no reason to fail."""
@@ -319,6 +344,31 @@ class Daemon:
                 self.store.deregister()
             self.store.stop()
         self.log.info("left")
+
+
+@contextlib.contextmanager
+def restart_guard(store: Any, identifier: str, timeout: float, log: Any) -> Iterator[bool]:
+    """The restart lock for the ``with`` body, or False when ZooKeeper cannot be asked (restarts wait for the
+    next pass). Only asking for the lock fails quietly: what the guarded body raises passes through unchanged,
+    since a generator context manager must yield exactly once."""
+    from bootstrap_agent.cluster import ClusterUnavailable
+
+    with contextlib.ExitStack() as held:
+        try:
+            granted = held.enter_context(store.restart_lock(identifier, timeout))
+        except ClusterUnavailable as exc:
+            log.warning("restart_lock_unavailable", error=str(exc))
+            granted = False
+        if granted:
+            log.info("restart_lock_acquired")
+        yield granted
+        if granted:
+            log.info("restart_lock_released")
+
+
+def _store_inputs(settings: Settings) -> tuple[object, ...]:
+    """What the ZooKeeper store and the watches are built from."""
+    return (tuple(settings.masters), settings.secret, settings.cluster)
 
 
 def run(options: DaemonOptions) -> int:

@@ -54,6 +54,7 @@ def _install_one(desired: DesiredFile, target: Path, root: str) -> bool:
         exists = False
     target.parent.mkdir(parents=True, exist_ok=True)
     staged = write_staged(target, desired.content, desired.mode)
+    bak: Path | None = None
     try:
         if desired.group:
             os.chown(staged, 0, _gid(desired.group))
@@ -65,10 +66,10 @@ def _install_one(desired: DesiredFile, target: Path, root: str) -> bool:
             backup = target.with_name(target.name + ".bak")
             bak = write_staged(target, target.read_bytes(), target.stat().st_mode & 0o7777)
             os.replace(bak, backup)
+            bak = None
         os.replace(staged, target)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            staged.unlink()
+        _discard(staged, bak)
         raise
     _fsync_dir(target.parent)
     return True
@@ -94,8 +95,20 @@ def write_atomic(target: Path, content: bytes, mode: int = 0o644) -> None:
     """Stage + rename for the agent's own state files (no check, no backup)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staged = write_staged(target, content, mode)
-    os.replace(staged, target)
+    try:
+        os.replace(staged, target)
+    except BaseException:
+        _discard(staged)
+        raise
     _fsync_dir(target.parent)
+
+
+def _discard(*staged: Path | None) -> None:
+    """A failed install leaves nothing of its own behind: no staged copy, no staged backup."""
+    for path in staged:
+        if path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def _fsync_dir(path: Path) -> None:

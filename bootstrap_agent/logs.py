@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -18,18 +19,32 @@ import structlog
 
 MASK = "***"
 _SECRET_KEY = re.compile(r"secret|password|passwd|token|access_?key|private_?key|credential", re.IGNORECASE)
-_registered: set[str] = set()
+_lock = threading.Lock()
+_by_source: dict[str, frozenset[str]] = {}
+_current: frozenset[str] = frozenset()  # rebound, never mutated: readers on any thread take it without a lock
 
 
-def register_secrets(*values: str | None) -> None:
-    """Values that must be masked wherever they appear from now on."""
-    _registered.update(v for v in values if v)
+def register_secrets(*values: str | None, source: str) -> None:
+    """The secrets ``source`` holds now, masked wherever they appear from now on.
+
+    Each source (the user-data, the agency's rotating keys, a token) replaces its own previous values, so the
+    registry holds the current secrets only: hourly key rotation does not grow it, and every log line scans a
+    handful of values. A value a source no longer holds is no longer a secret of this node."""
+    global _current
+    with _lock:
+        _by_source[source] = frozenset(v for v in values if v)
+        _current = frozenset().union(*_by_source.values())
+
+
+def registered() -> frozenset[str]:
+    """The values masked now (for tests and for tools that print their own output)."""
+    return _current
 
 
 def mask(value: Any) -> Any:
     """``value`` with every registered secret replaced; recurses into lists and dicts."""
     if isinstance(value, str):
-        for secret in _registered:
+        for secret in _current:
             if secret in value:
                 value = value.replace(secret, MASK)
         return value

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bootstrap_agent import DEFAULT_METADATA_URL, DEFAULT_USER_DATA_URL, logs, tls
+from bootstrap_agent.clock import NOT_SYNCHRONIZED, clock_state, kernel_max_error_us
 from bootstrap_agent.errors import InvalidInput, SourceUnavailable
 from bootstrap_agent.facts import Facts, InstanceMeta, gather, with_credentials, with_tls
 from bootstrap_agent.install import install
@@ -43,7 +44,7 @@ class Options:
 @dataclass
 class Outcome:
     exit_code: int
-    state: str  # "ready", "failed" or "invalid"
+    state: str  # "ready", "degraded" (the daemon: up, with a reason), "failed" or "invalid"
     reason: str = ""
     services: dict[str, str] = field(default_factory=dict)
 
@@ -75,7 +76,7 @@ def read_inputs(options: Options, state: State, log: Any) -> Inputs:
     fetched = _user_data(options, state, meta, log)
     document = decode_user_data(fetched.body)
     settings = validate(document)
-    logs.register_secrets(*settings.secrets())
+    logs.register_secrets(*settings.secrets(), source="user-data")
     return Inputs(meta, meta_raw, fetched, document, settings)
 
 
@@ -90,7 +91,7 @@ def node_facts(options: Options, settings: Settings, meta: InstanceMeta, log: An
         facts = with_tls(facts, pair or tls.generate(f"{settings.cluster}-dashboard", facts.ip))
     if settings.credentials and settings.credentials.source == "agency" and settings.alluxio:
         keys = fetch_security_key(options.metadata_url, options.retry)
-        logs.register_secrets(keys.secret, keys.token)
+        logs.register_secrets(keys.secret, keys.token, source="agency")
         facts = with_credentials(facts, keys)
     return facts
 
@@ -136,7 +137,7 @@ def run_once(options: Options, log: Any) -> Outcome:
     commit_inputs(state, inputs, facts, log)
     manager = make_manager(options.service_manager, layout)
     outcome = apply(desired, layout, manager, state, options.start_timeout, log)
-    save_status(state, settings, facts.ip, inputs.fetched.source, outcome)
+    save_status(state, settings, facts.ip, inputs.fetched.source, outcome, log)
     return outcome
 
 
@@ -339,10 +340,14 @@ def _ports_missing(service: DesiredService, manager: ServiceManager) -> list[str
     return missing
 
 
-def save_status(state: State, settings: Settings, ip: str, source: str, outcome: Outcome) -> None:
+def save_status(state: State, settings: Settings, ip: str, source: str, outcome: Outcome, log: Any = None) -> None:
     previous = state.status() or {}
     now = time.time()
     since = previous.get("since", now) if previous.get("state") == outcome.state else now
+    clock = clock_state()  # reported, never a reason to be unready (see bootstrap_agent/clock.py)
+    if log is not None and clock == NOT_SYNCHRONIZED and previous.get("clock") != clock:
+        log.warning("clock_not_synchronized", max_error_us=kernel_max_error_us(),
+                    hint="start a time sync daemon (systemd-timesyncd, chrony): OBS refuses a clock 15 min off")
     state.save_status({
         "state": outcome.state,
         "reason": outcome.reason,
@@ -353,4 +358,5 @@ def save_status(state: State, settings: Settings, ip: str, source: str, outcome:
         "user_data_source": source,
         "since": since,
         "updated": now,
+        "clock": clock,
     })

@@ -4,7 +4,7 @@ Everything a node will ever do comes from this document, so it is checked comple
 touched: unknown keys at any level, types, formats, and combinations that could not work on a real cluster
 (a flag Mesos does not know, temporary credentials an Alluxio version cannot use). Each problem is reported
 as one line naming the field by its path (``alluxio.block_size``), the way ``cloud-init schema`` should have.
-The rules here are the contract of DESIGN.md; the provisioner builds user-data with the same code.
+The rules here are the contract of docs/architecture.md; the provisioner builds user-data with the same code.
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ class AlluxioSettings:
     s3_endpoint: str | None = None
     block_size: int | None = None
     worker_ramdisk: int | None = None  # bytes; None = "auto", sized from the node's memory
+    s3_region: str | None = None  # signing region; None = from the endpoint (obs.<region>.otc.t-systems.com)
 
 
 @dataclass(frozen=True)
@@ -294,7 +295,8 @@ PEM_TEXT = re.compile(r"^(?:-----BEGIN ([A-Z ]+)-----\n[A-Za-z0-9+/=\n]+-----END
 MESOS_KEYS = frozenset({
     "version", "containerizers", "attributes", "agent_flags", "master_flags", "work_dir_ramdisk", "docker_ramdisk",
 })
-ALLUXIO_KEYS = frozenset({"version", "root_ufs", "s3_endpoint", "block_size", "worker_ramdisk"})
+ALLUXIO_KEYS = frozenset({"version", "root_ufs", "s3_endpoint", "s3_region", "block_size", "worker_ramdisk"})
+S3_REGION = re.compile(r"^[a-z]{2}(?:-[a-z0-9]+){1,3}$")  # eu-de, eu-nl, us-east-1, cn-north-4
 CREDENTIAL_KEYS = frozenset({"source", "access_key_id", "secret_access_key"})
 
 
@@ -427,7 +429,12 @@ def _alluxio(value: Any) -> AlluxioSettings:
     ramdisk = None
     if "worker_ramdisk" in obj and obj["worker_ramdisk"] != "auto":
         ramdisk = _size(obj["worker_ramdisk"], "alluxio.worker_ramdisk")
-    return AlluxioSettings(root_ufs, version, endpoint, block_size, ramdisk)
+    region = None
+    if "s3_region" in obj:
+        region = _string(obj["s3_region"], "alluxio.s3_region")
+        if not S3_REGION.match(region):
+            raise InvalidInput("alluxio.s3_region", f"{region!r} is not a region name such as eu-de")
+    return AlluxioSettings(root_ufs, version, endpoint, block_size, ramdisk, region)
 
 
 def _credentials(value: Any) -> Credentials:

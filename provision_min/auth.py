@@ -240,7 +240,7 @@ def _assemble(
         project_domain = ("id", project_domain_id)
     elif project_domain_name:
         project_domain = ("name", project_domain_name)
-    logs.register_secrets(password)
+    logs.register_secrets(password, source="os-password")
     return CloudAuth(
         auth_url=url,
         username=username,
@@ -402,7 +402,7 @@ class TokenSource:
             raise ApiError(response.status_code, "", "token answer lacks expires_at/project/catalog", call) from None
         if not value:
             raise ApiError(response.status_code, "", "token response without X-Subject-Token header", call)
-        logs.register_secrets(value)
+        logs.register_secrets(value, source="token")
         logs.get("provision-min").info(
             "token_issued", expires_at=token.expires_at.isoformat(), project_id=token.project_id,
             source=self.auth.source,
@@ -429,7 +429,7 @@ class TokenSource:
             )
         except (ValueError, KeyError, TypeError):
             return None
-        logs.register_secrets(token.value)
+        logs.register_secrets(token.value, source="token")
         return token
 
     def _store(self, token: Token) -> None:

@@ -58,7 +58,7 @@ def check_bucket(config: ClusterConfig, *, create: bool = False) -> str:
                 "the nodes)")
     access_key = str(credentials.get("access_key_id", ""))
     secret_key = str(credentials.get("secret_access_key", ""))
-    logs.register_secrets(access_key, secret_key)
+    logs.register_secrets(access_key, secret_key, source="s3-keys")
 
     import boto3
     from botocore.config import Config

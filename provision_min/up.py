@@ -73,7 +73,7 @@ def run_up(config: ClusterConfig, client: OtcClient, poller: Poller, state_path:
         log.info("secret_generated", state_file=str(state_path))
         steps = plan_up(config, topo, seen, documents(config, current.secret))
     if current is not None:
-        logs.register_secrets(current.secret)
+        logs.register_secrets(current.secret, source="cluster-secret")
     ids = seen.ids()
     calls = sum(1 for step in steps if isinstance(step, Call))
     log.info("up_planned", cluster=config.cluster, calls=calls, steps=len(steps))

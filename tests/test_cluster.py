@@ -837,3 +837,32 @@ def test_config_get_set_with_version_conflicts(
     with pytest.raises(ConfigConflict):
         store.set_config({"x": 1}, expected_version=3)
     assert store.get_config() == {}
+
+
+def test_restart_guard_passes_the_body_s_own_error_through_once(
+    zookeeper_module: ZooKeeperServer, make_store: StoreFactory, make_client: ClientFactory, cluster: str
+) -> None:
+    """A session lost while the agent restarts its units (inside the lock) is the body's error: the guard hands
+    it on unchanged and releases the lock, instead of yielding a second time ("generator didn't stop")."""
+    from bootstrap_agent.daemon import restart_guard
+
+    paths = ClusterPaths(cluster)
+    store, _, log = make_store(zookeeper_module.hosts, cluster, ready=True)
+    with pytest.raises(ClusterUnavailable, match="lost in the body"), \
+            restart_guard(store, "agent-1", 5.0, log) as granted:
+        assert granted
+        raise ClusterUnavailable("lost in the body")
+    assert make_client(zookeeper_module.hosts).get_children(paths.restart_lock) == []
+    assert log.named("restart_lock_acquired") and not log.named("restart_lock_unavailable")
+
+
+def test_restart_guard_without_zookeeper_yields_false_once(
+    zookeeper_module: ZooKeeperServer, make_store: StoreFactory, cluster: str
+) -> None:
+    from bootstrap_agent.daemon import restart_guard
+
+    store, _, log = make_store(zookeeper_module.hosts, cluster, ready=True)
+    store.stop()  # asking for the lock now fails: restarts wait for the next pass
+    with restart_guard(store, "agent-1", 1.0, log) as granted:
+        assert granted is False
+    assert log.named("restart_lock_unavailable")

@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -117,6 +118,44 @@ def test_agent_starts_before_zookeeper_and_joins_later(cluster: Callable[..., Da
     agent.wait_for("ready once ZooKeeper is up", lambda: agent.status().get("state") == "ready", timeout=40)
     assert agent.uuid in members(net)
     assert master.proc is not None and agent.proc is not None and agent.proc.poll() is None
+
+
+def test_a_failing_pass_does_not_end_the_daemon(cluster: Callable[..., DaemonNode]) -> None:
+    """A pass that fails where nothing expected it (here: a damaged state folder, the status file cannot be
+    replaced) is logged and reported; the loop goes on and the next pass recovers (Patroni's run_cycle)."""
+    agent = cluster("agent", AGENT_IPS[0]).start(tick=600)
+    agent.wait_for("a first pass", lambda: agent.events("reconciled"))
+    status = agent.root / "var/lib/bootstrap-agent/status.json"
+    status.unlink()
+    status.mkdir()
+    (status / "in-the-way").write_text("")
+    agent.signal(signal.SIGHUP)
+    failed = agent.wait_for("reconcile_failed", lambda: agent.events("reconcile_failed"))
+    assert failed[0]["error_type"] == "IsADirectoryError", failed
+    time.sleep(0.5)
+    assert agent.proc is not None and agent.proc.poll() is None, "one failed pass ended the daemon"
+    shutil.rmtree(status)
+    passes = len(agent.events("reconciled"))
+    agent.signal(signal.SIGHUP)
+    agent.wait_for("a good pass again", lambda: len(agent.events("reconciled")) > passes and status.is_file())
+    assert agent.status().get("state") == "degraded" and "ZooKeeper" in agent.status()["reason"]  # no master
+
+
+def test_changed_masters_rebuild_the_store_and_its_watches(cluster: Callable[..., DaemonNode]) -> None:
+    """The store comes from the user-data: a new masters list (or secret) takes effect at the next re-read,
+    not at the next boot."""
+    net = cluster.net  # type: ignore[attr-defined]
+    start_master(cluster)
+    wrong = {**cluster_user_data("agent"), "masters": ["10.88.0.99"]}  # nobody there
+    agent = cluster("agent", AGENT_IPS[0], data=wrong).start(tick=600)
+    agent.wait_for("degraded", lambda: agent.status().get("state") == "degraded")
+    assert agent.uuid not in members(net)
+    agent.metadata.set_user_data(json.dumps(cluster_user_data("agent")).encode())
+    agent.signal(signal.SIGHUP)
+    agent.wait_for("ready with the new masters", lambda: agent.status().get("state") == "ready", timeout=40)
+    assert agent.uuid in members(net)
+    assert agent.events("store_rebuilding")
+    assert MASTER_IP in (agent.root / "etc/default/mesos-agent").read_text()
 
 
 def test_unauthenticated_clients_cannot_read_or_write(cluster: Callable[..., DaemonNode]) -> None:

@@ -200,3 +200,29 @@ def test_the_node_image_has_the_cluster_files_versions_and_packages_when_given()
     options = cloud.image_options(older, ("/srv/mesos.deb", "/srv/alluxio.tar.gz"))
     assert (options.standins, options.mesos_version, options.alluxio_version) == (False, "1.4", "1.8")
     assert (options.mesos_deb, options.alluxio_tarball) == ("/srv/mesos.deb", "/srv/alluxio.tar.gz")
+
+
+class _Store:
+    """The two methods of the cluster store that ``read_members`` uses, answering as told."""
+
+    def __init__(self, raises: BaseException | None) -> None:
+        self.raises = raises
+
+    def connected(self) -> bool:
+        return True
+
+    def members(self) -> list[Any]:
+        if self.raises is not None:
+            raise self.raises
+        return []
+
+
+def test_status_polls_report_an_outage_as_none_and_a_bug_as_a_bug() -> None:
+    """ZooKeeper away: None, asked again on the next poll. Anything else is a bug and must not become a
+    600 s wait for "ZooKeeper unreachable"."""
+    from bootstrap_agent.cluster import ClusterUnavailable
+
+    assert cloud.read_members(_Store(None)) == {}
+    assert cloud.read_members(_Store(ClusterUnavailable("members: ZooKeeper unreachable"))) is None
+    with pytest.raises(TypeError):
+        cloud.read_members(_Store(TypeError("a bug")))

@@ -228,18 +228,23 @@ def cluster_view(state: CloudState) -> Iterator[Callable[[], dict[str, Any] | No
                          on_event=lambda kind, detail: None, log=_Quiet(), call_timeout=3.0)
     store.start()
 
-    def read() -> dict[str, Any] | None:
-        if not store.connected():
-            return None
-        try:
-            return {m.uuid: m for m in store.members()}
-        except Exception:  # a session lost meanwhile: asked again on the next poll
-            return None
-
     try:
-        yield read
+        yield lambda: read_members(store)
     finally:
         store.stop()
+
+
+def read_members(store: Any) -> dict[str, Any] | None:
+    """``{uuid: member}``, or None while ZooKeeper cannot be asked (asked again on the next poll). Anything
+    else is a bug and is raised: reported as an outage it would cost a user a 600 s wait for nothing."""
+    from bootstrap_agent.cluster import ClusterUnavailable
+
+    if not store.connected():
+        return None
+    try:
+        return {m.uuid: m for m in store.members()}
+    except ClusterUnavailable:
+        return None
 
 
 def node_row(paths: Paths, node: NodeRecord, members: dict[str, Any] | None) -> Row:
