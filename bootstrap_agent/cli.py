@@ -255,7 +255,7 @@ def _connect(settings: Any, timeout: float) -> Any:
 
 def _with_cluster(args: argparse.Namespace, action: Callable[[Any, Any, Any], int]) -> int:
     """Connect with this cluster's secret, run ``action(settings, document, store)``, always disconnect."""
-    from bootstrap_agent.cluster import ClusterUnavailable
+    from bootstrap_agent.cluster import ClusterUnavailable, ConfigConflict
     from bootstrap_agent.errors import InvalidInput
 
     try:
@@ -269,7 +269,9 @@ def _with_cluster(args: argparse.Namespace, action: Callable[[Any, Any, Any], in
         return _fail(str(exc), EXIT_FAILED)
     try:
         return action(settings, document, store)
-    except ClusterUnavailable as exc:  # includes a concurrent change of the config (ConfigConflict)
+    except ConfigConflict as exc:  # someone else changed the config first: nothing written, read again
+        return _fail(str(exc), EXIT_FAILED)
+    except ClusterUnavailable as exc:
         return _fail(str(exc), EXIT_FAILED)
     finally:
         store.stop()
@@ -351,6 +353,8 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"  ip: {status.get('ip')}")
         if status.get("reason"):
             print(f"reason: {status['reason']}")
+        if status.get("clock") not in (None, "synchronized"):
+            print(f"clock: {status['clock']} (OBS refuses requests from a clock 15 minutes off)")
         for unit, unit_state in sorted(status.get("services", {}).items()):
             print(f"  {unit:16} {unit_state}")
     return EXIT_OK if status.get("state") == "ready" else EXIT_FAILED

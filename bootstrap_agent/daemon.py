@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bootstrap_agent import logs
+from bootstrap_agent.cluster import ClusterStore, ClusterUnavailable, Store
 from bootstrap_agent.errors import InvalidInput, SourceUnavailable
 from bootstrap_agent.facts import Facts
+from bootstrap_agent.member import Member
 from bootstrap_agent.once import (
     Inputs,
     Options,
@@ -63,7 +65,7 @@ class Daemon:
         self.manager = make_manager(options.once.service_manager, self.layout)
         self.events: queue.Queue[tuple[str, str]] = queue.Queue()
         self.notifier = Notifier()
-        self.store: Any = None  # bootstrap_agent.cluster.ClusterStore, created once the settings are known
+        self.store: Store | None = None  # created once the settings are known
         self.watching = False
         self.registered = False
         self.inputs: Inputs | None = None  # last good
@@ -182,7 +184,7 @@ class Daemon:
             problems.append(outcome.reason)
         state = "ready" if outcome.exit_code == 0 and not problems else "degraded"
         save_status(self.state, settings, self.facts.ip, self.inputs.fetched.source,
-                    Outcome(outcome.exit_code, state, "; ".join(problems), outcome.services))
+                    Outcome(outcome.exit_code, state, "; ".join(problems), outcome.services), self.log)
         self._report(state, "; ".join(problems), outcome.services, services_up=outcome.exit_code == 0)
         if settings.role == "master" and self.store is not None and not self.watching:
             # Masters start their ZooKeeper in the pass above, then register and watch.
@@ -211,8 +213,6 @@ class Daemon:
     def _drop_store(self, why: str) -> None:
         """Leave the old ensemble (or the old secret's session) so that the next step builds the store and its
         watches from the current user-data: growing 3 → 5 masters, or a rotated secret, takes effect at once."""
-        from bootstrap_agent.cluster import ClusterUnavailable
-
         self.log.info("store_rebuilding", why=why)
         assert self.store is not None
         with contextlib.suppress(ClusterUnavailable):
@@ -240,8 +240,6 @@ class Daemon:
     def _ensure_store(self) -> None:
         if self.store is not None or self.inputs is None:
             return
-        from bootstrap_agent.cluster import ClusterStore
-
         settings = self.inputs.settings
         hosts = ",".join(f"{ip}:2181" for ip in settings.masters)
         self.store = ClusterStore(
@@ -256,8 +254,6 @@ class Daemon:
             self._ensure_watches()
 
     def _ensure_watches(self) -> None:
-        from bootstrap_agent.cluster import ClusterUnavailable
-
         if self.watching or self.store is None or self.inputs is None or not self.store.connected():
             return
         try:
@@ -273,8 +269,6 @@ class Daemon:
         self.watching = True
 
     def _refresh_cluster(self, problems: list[str], relist: bool) -> None:
-        from bootstrap_agent.cluster import ClusterUnavailable
-
         assert self.inputs is not None
         if self.store is None:
             return
@@ -304,8 +298,6 @@ class Daemon:
 
     def _report(self, state: str, reason: str, services: dict[str, str], services_up: bool = False) -> None:
         """Tell systemd and the cluster how this node is; ZooKeeper being away is no reason to fail."""
-        from bootstrap_agent.cluster import ClusterUnavailable
-        from bootstrap_agent.member import Member
 
         status = state if not reason else f"{state}: {reason}"
         if services_up and not self.ready_sent:  # the role's services run (ZooKeeper may still be away)
@@ -333,8 +325,6 @@ class Daemon:
 
     def shutdown(self, why: str) -> None:
         """Leave the cluster cleanly: draining, then gone. Services keep running (systemd stops them)."""
-        from bootstrap_agent.cluster import ClusterUnavailable
-
         self.log.info("leaving", signal=why)
         self.notifier.stopping("draining")
         if self.store is not None:
@@ -347,12 +337,10 @@ class Daemon:
 
 
 @contextlib.contextmanager
-def restart_guard(store: Any, identifier: str, timeout: float, log: Any) -> Iterator[bool]:
+def restart_guard(store: Store, identifier: str, timeout: float, log: Any) -> Iterator[bool]:
     """The restart lock for the ``with`` body, or False when ZooKeeper cannot be asked (restarts wait for the
     next pass). Only asking for the lock fails quietly: what the guarded body raises passes through unchanged,
     since a generator context manager must yield exactly once."""
-    from bootstrap_agent.cluster import ClusterUnavailable
-
     with contextlib.ExitStack() as held:
         try:
             granted = held.enter_context(store.restart_lock(identifier, timeout))

@@ -1,0 +1,53 @@
+"""The znode paths of one cluster: the contract other tools and tests use, never string literals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ROOT = "/bootstrap-agent"
+AUTH_USER = "bootstrap-agent"
+
+
+@dataclass(frozen=True)
+class ClusterPaths:
+    """``/bootstrap-agent/<cluster>/{nodes,masters,config,locks/restart}``."""
+
+    cluster: str
+
+    def __post_init__(self) -> None:
+        if not self.cluster or "/" in self.cluster or self.cluster in (".", "..") or not self.cluster.isprintable():
+            raise ValueError(f"cluster name {self.cluster!r} cannot be a znode name")
+
+    @property
+    def base(self) -> str:
+        return f"{ROOT}/{self.cluster}"
+
+    @property
+    def nodes(self) -> str:
+        return f"{self.base}/nodes"
+
+    @property
+    def masters(self) -> str:
+        return f"{self.base}/masters"
+
+    @property
+    def config(self) -> str:
+        return f"{self.base}/config"
+
+    @property
+    def locks(self) -> str:
+        return f"{self.base}/locks"
+
+    @property
+    def restart_lock(self) -> str:
+        return f"{self.locks}/restart"
+
+    def node(self, uuid: str) -> str:
+        return f"{self.nodes}/{uuid}"
+
+    def master(self, ip: str) -> str:
+        return f"{self.masters}/{ip}"
+
+    def tree(self) -> tuple[str, ...]:
+        """The persistent znodes below ROOT, parents first (``config`` is created on the first ``set``)."""
+        return (self.base, self.nodes, self.masters, self.locks, self.restart_lock)
