@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
 def _run(args: argparse.Namespace, env: dict[str, str] | None, poller: Poller | None) -> int:
     from provision_min import config as config_mod
     from provision_min import state
-    from provision_min.auth import environment
+    from provision_min.credentials import environment
     from provision_min.errors import InputError
     from provision_min.wait import Poller as PollerClass
 
@@ -164,8 +164,9 @@ def _run(args: argparse.Namespace, env: dict[str, str] | None, poller: Poller | 
 def _client(args: argparse.Namespace, config: ClusterConfig, env: dict[str, str]) -> OtcClient:
     import requests
 
-    from provision_min.auth import TokenSource, default_cache_dir, load_auth
+    from provision_min.credentials import load_auth
     from provision_min.otc import OtcClient
+    from provision_min.token import TokenSource, default_cache_dir
 
     auth = load_auth(args.cloud, env, region=config.region)
     http = requests.Session()

@@ -88,7 +88,7 @@ def run_plan(config: ClusterConfig, client: OtcClient | None, state_path: Path) 
     With ``client=None`` (``--offline``) nothing is looked up: it assumes an empty project, needs no
     credentials, and prints ``{project_id}`` and ``{vpc}``-style placeholders for ids nobody knows yet.
     """
-    from provision_min.auth import fallback_endpoints
+    from provision_min.catalog import fallback_endpoints
     from provision_min.plan import plan_lines
     from provision_min.userdata import secrets_of
 

@@ -15,7 +15,8 @@ import pytest
 import responses
 import yaml
 
-from provision_min.auth import endpoints_from_catalog, load_auth
+from provision_min.catalog import endpoints_from_catalog
+from provision_min.credentials import load_auth
 from provision_min.errors import InputError
 from tests.support import fake_otc
 from tests.support.fake_otc import FakeOtc

@@ -1,4 +1,4 @@
-"""Credentials the way the OpenStack tools find them, and a project-scoped token with its service catalog.
+"""Credentials the way the OpenStack tools find them: ``--cloud``/``OS_CLOUD`` in clouds.yaml, else ``OS_*``.
 
 Where credentials come from, first match wins:
 
@@ -10,41 +10,27 @@ Where credentials come from, first match wins:
 3. the only cloud of a ``clouds.yaml`` that defines exactly one.
 
 Password authentication scoped to the project (by default the project named like the region, OTC's default
-project). A token is valid for 24 hours and issuing one is slow and rate-limited, so it is kept (mode 0600,
-keyed by auth URL, user and project) in ``$XDG_CACHE_HOME/provision-min/`` and reused by later commands
-until 10 minutes before it expires. Service endpoints come from the token's catalog; the documented eu-de
-style hosts are only the fallback for a service the catalog does not list.
+project); ``provision_min.token`` issues and caches the token.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
 import yaml
 
 from bootstrap_agent import logs
-from provision_min.errors import ApiError, InputError, ProvisionError
-from provision_min.files import read_private, write_private
+from provision_min.errors import InputError
 
 CLOUDS_FILE_NAMES = ("clouds.yaml", "clouds.yml")
 SYSTEM_CONFIG_DIR = Path("/etc/openstack")
-TOKEN_REUSE_MARGIN = dt.timedelta(minutes=10)
-HTTP_TIMEOUT = (10.0, 60.0)
-
-# Catalog type -> the path below the host that the documented API calls start from (the project id follows).
-SERVICES: dict[str, str] = {"vpc": "/v1", "ecs": "/v1", "as": "/autoscaling-api/v1"}
-FALLBACK_HOST = "https://{service}.{region}.otc.t-systems.com"
-URL_TEMPLATES = ("$(tenant_id)s", "%(tenant_id)s", "$(project_id)s", "%(project_id)s", "{project_id}", "{tenant_id}")
 
 
 @dataclass(frozen=True)
@@ -250,201 +236,6 @@ def _assemble(
         project_domain=project_domain,
         source=where,
     )
-
-
-# --- the token and its catalog ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    """Base URL of each service, ending with the project id; the documented paths are appended to it."""
-
-    vpc: str
-    ecs: str
-    as_: str
-
-    def base(self, service: str) -> str:
-        return {"vpc": self.vpc, "ecs": self.ecs, "as": self.as_}[service]
-
-
-def fallback_endpoints(region: str, project_id: str) -> Endpoints:
-    """The documented hosts (``https://vpc.eu-de.otc.t-systems.com/v1/{project_id}``, ...)."""
-    host = FALLBACK_HOST.format
-    urls = {svc: host(service=svc, region=region) + path + "/" + project_id for svc, path in SERVICES.items()}
-    return Endpoints(vpc=urls["vpc"], ecs=urls["ecs"], as_=urls["as"])
-
-
-def endpoints_from_catalog(catalog: Any, region: str, project_id: str) -> tuple[Endpoints, list[str]]:
-    """Endpoints from the token's catalog; the second value names services that fell back to the table."""
-    urls: dict[str, str] = {}
-    fallback: list[str] = []
-    entries = catalog if isinstance(catalog, list) else []
-    for service, version_path in SERVICES.items():
-        url = _catalog_url(entries, service, region)
-        if url is None:
-            fallback.append(service)
-            urls[service] = FALLBACK_HOST.format(service=service, region=region) + version_path + "/" + project_id
-            continue
-        for template in URL_TEMPLATES:
-            url = url.replace(template, project_id)
-        url = url.rstrip("/")
-        path = urlsplit(url).path.rstrip("/")
-        if path.endswith("/" + project_id):
-            urls[service] = url
-        elif path.endswith(version_path):
-            urls[service] = f"{url}/{project_id}"
-        else:
-            urls[service] = f"{url}{version_path}/{project_id}"
-    return Endpoints(vpc=urls["vpc"], ecs=urls["ecs"], as_=urls["as"]), fallback
-
-
-def _catalog_url(entries: list[Any], service: str, region: str) -> str | None:
-    for entry in entries:
-        if not isinstance(entry, dict) or entry.get("type") != service:
-            continue
-        endpoints = [e for e in entry.get("endpoints") or [] if isinstance(e, dict) and e.get("url")]
-        public = [e for e in endpoints if e.get("interface", "public") == "public"]
-        in_region = [e for e in public if e.get("region") in (None, region) or e.get("region_id") == region]
-        for choice in (in_region, public):
-            if choice:
-                return str(choice[0]["url"])
-    return None
-
-
-@dataclass(frozen=True)
-class Token:
-    value: str = field(repr=False)
-    expires_at: dt.datetime
-    project_id: str
-    catalog: list[Any] = field(repr=False)
-
-
-def _parse_time(text: str) -> dt.datetime:
-    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
-def default_cache_dir(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".cache")
-    return Path(base) / "provision-min"
-
-
-class TokenSource:
-    """One project-scoped token per process, reused from the disk cache across commands until it expires."""
-
-    def __init__(
-        self,
-        auth: CloudAuth,
-        http: requests.Session,
-        *,
-        cache_dir: Path | None,
-        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-        calls: list[tuple[str, str]] | None = None,
-    ) -> None:
-        self.auth = auth
-        self.http = http
-        self.cache_file = cache_dir / f"token-{auth.cache_key()}.json" if cache_dir is not None else None
-        self.now = now
-        self.calls = calls if calls is not None else []
-        self._token: Token | None = None
-
-    def token(self) -> Token:
-        """A token valid for at least 10 more minutes: from memory, from the cache, else a new one."""
-        if self._token is not None and self._fresh(self._token):
-            return self._token
-        cached = self._load_cached()
-        if cached is not None and self._fresh(cached):
-            logs.get("provision-min").info(
-                "token_reused", expires_at=cached.expires_at.isoformat(), source=self.auth.source
-            )
-            self._token = cached
-            return cached
-        self._token = self._issue()
-        return self._token
-
-    def invalidate(self) -> None:
-        """Forget the token (the API answered 401): the next call issues a new one."""
-        self._token = None
-        if self.cache_file is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self.cache_file.unlink()
-
-    def _fresh(self, token: Token) -> bool:
-        return token.expires_at - self.now() > TOKEN_REUSE_MARGIN
-
-    def _issue(self) -> Token:
-        url = f"{self.auth.auth_url}/auth/tokens"
-        call = f"POST {url}"
-        self.calls.append(("POST", url))
-        try:
-            response = self.http.post(
-                url,
-                data=json.dumps(self.auth.token_request()),
-                headers={"Content-Type": "application/json;charset=utf8"},
-                timeout=HTTP_TIMEOUT,
-            )
-        except requests.RequestException as exc:
-            raise ProvisionError(f"cannot reach IAM for a token: {type(exc).__name__} (call: {call})") from None
-        if response.status_code != 201:
-            from provision_min.otc import error_from_response
-
-            raise error_from_response(response, call)
-        value = response.headers.get("X-Subject-Token", "")
-        try:
-            body = response.json()["token"]
-            token = Token(
-                value=value,
-                expires_at=_parse_time(body["expires_at"]),
-                project_id=str(body["project"]["id"]),
-                catalog=list(body.get("catalog") or []),
-            )
-        except (ValueError, KeyError, TypeError):
-            raise ApiError(response.status_code, "", "token answer lacks expires_at/project/catalog", call) from None
-        if not value:
-            raise ApiError(response.status_code, "", "token response without X-Subject-Token header", call)
-        logs.register_secrets(value, source="token")
-        logs.get("provision-min").info(
-            "token_issued", expires_at=token.expires_at.isoformat(), project_id=token.project_id,
-            source=self.auth.source,
-        )
-        self._store(token)
-        return token
-
-    def _load_cached(self) -> Token | None:
-        if self.cache_file is None:
-            return None
-        try:
-            raw = read_private(self.cache_file)
-        except InputError:
-            return None  # a cache others can read is not trusted; a new token replaces it
-        if raw is None:
-            return None
-        try:
-            data = json.loads(raw)
-            token = Token(
-                value=str(data["token"]),
-                expires_at=_parse_time(str(data["expires_at"])),
-                project_id=str(data["project_id"]),
-                catalog=list(data["catalog"]),
-            )
-        except (ValueError, KeyError, TypeError):
-            return None
-        logs.register_secrets(token.value, source="token")
-        return token
-
-    def _store(self, token: Token) -> None:
-        if self.cache_file is None:
-            return
-        record = {
-            "token": token.value,
-            "expires_at": token.expires_at.isoformat(),
-            "project_id": token.project_id,
-            "catalog": token.catalog,
-        }
-        try:
-            write_private(self.cache_file, json.dumps(record).encode("utf-8"))
-        except OSError as exc:  # a cache we cannot write costs one token per command, nothing more
-            logs.get("provision-min").warning("token_cache_unwritable", path=str(self.cache_file), error=str(exc))
 
 
 def environment() -> dict[str, str]:
