@@ -241,10 +241,11 @@ def _cluster_settings(args: argparse.Namespace) -> tuple[Any, Any]:
 def _connect(settings: Any, timeout: float) -> Any:
     from bootstrap_agent import logs
     from bootstrap_agent.cluster import ClusterStore, ClusterUnavailable
+    from bootstrap_agent.zk.paths import ensemble
 
     logs.configure("error")
     logs.register_secrets(*settings.secrets(), source="user-data")
-    store = ClusterStore(",".join(f"{ip}:2181" for ip in settings.masters), settings.cluster, settings.secret,
+    store = ClusterStore(ensemble(settings.masters), settings.cluster, settings.secret,
                          on_event=lambda kind, detail: None, log=logs.get())
     store.start()
     if not store.wait_connected(timeout):

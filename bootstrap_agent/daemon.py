@@ -42,6 +42,7 @@ from bootstrap_agent.plan import Layout, Peers, plan
 from bootstrap_agent.schema import Settings, validate, with_overrides
 from bootstrap_agent.sdnotify import Notifier
 from bootstrap_agent.state import State
+from bootstrap_agent.zk.paths import ensemble
 
 
 @dataclass(frozen=True)
@@ -241,9 +242,8 @@ class Daemon:
         if self.store is not None or self.inputs is None:
             return
         settings = self.inputs.settings
-        hosts = ",".join(f"{ip}:2181" for ip in settings.masters)
         self.store = ClusterStore(
-            hosts, settings.cluster, settings.secret, on_event=self.enqueue, log=self.log,
+            ensemble(settings.masters), settings.cluster, settings.secret, on_event=self.enqueue, log=self.log,
             call_timeout=self.options.zk_call_timeout, session_timeout=self.options.zk_session_timeout,
         )
         self.store.start()

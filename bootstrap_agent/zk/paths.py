@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 ROOT = "/bootstrap-agent"
 AUTH_USER = "bootstrap-agent"
+CLIENT_PORT = 2181  # every master's ZooKeeper, for the nodes and the operators' tools alike
+
+
+def ensemble(masters: Sequence[str]) -> str:
+    """The connect string of the masters' ZooKeeper ensemble (``10.0.0.10:2181,10.0.0.11:2181``)."""
+    return ",".join(f"{ip}:{CLIENT_PORT}" for ip in masters)
 
 
 @dataclass(frozen=True)

@@ -222,9 +222,10 @@ class _Quiet:
 def cluster_view(state: CloudState) -> Iterator[Callable[[], dict[str, Any] | None]]:
     """A function returning ``{uuid: member}`` from ZooKeeper (None while it cannot be asked)."""
     from bootstrap_agent.cluster import ClusterStore
+    from bootstrap_agent.zk.paths import ensemble
 
     masters = [n.ip for n in state.masters()]
-    store = ClusterStore(",".join(f"{ip}:2181" for ip in masters), state.cluster, state.secret,
+    store = ClusterStore(ensemble(masters), state.cluster, state.secret,
                          on_event=lambda kind, detail: None, log=_Quiet(), call_timeout=3.0)
     store.start()
 
@@ -372,7 +373,8 @@ def image_options(config: ClusterConfig, packages: tuple[str, str] | None) -> An
     root = str(source_tree())
     if root not in sys.path:
         sys.path.insert(0, root)
-    from image.recipe import ALLUXIO_VERSIONS, MESOS_VERSIONS, NodeOptions
+    from bootstrap_agent.names import ALLUXIO_VERSIONS, MESOS_VERSIONS
+    from image.recipe import NodeOptions
 
     mesos = str(config.mesos.get("version", "1.11"))
     alluxio = str((config.alluxio or {}).get("version", "2.9"))
