@@ -11,15 +11,14 @@ where it stopped), 2 invalid input (nothing was changed).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imports are deferred to the command that needs them: --help stays instant
+    from provision_min.clouds import Cloud
     from provision_min.config import ClusterConfig
-    from provision_min.otc import OtcClient
     from provision_min.wait import Poller
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
@@ -92,148 +91,48 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
 
 def _run(args: argparse.Namespace, env: dict[str, str] | None, poller: Poller | None) -> int:
     from provision_min import config as config_mod
+
+    config = config_mod.load(args.config)
+    if args.command == "scale":
+        from provision_min.scale import check_count
+
+        check_count(config, args.count)  # before credentials: a wrong N costs nothing
+    cloud = _cloud(args, config, env, poller)
+    if args.command == "status":
+        return cloud.status(args.json)
+    if args.command == "scale":
+        return cloud.scale(args.count)
+    commands = {"plan": cloud.plan, "up": cloud.up, "down": cloud.down}
+    return commands[args.command]()
+
+
+def _cloud(args: argparse.Namespace, config: ClusterConfig, env: dict[str, str] | None,
+           poller: Poller | None) -> Cloud:
+    """The cloud the command goes to: this machine with ``--cloud local``, else OTC (clouds.yaml / OS_*)."""
     from provision_min import state
     from provision_min.credentials import environment
     from provision_min.errors import InputError
     from provision_min.wait import Poller as PollerClass
 
-    env = env if env is not None else environment()
-    config = config_mod.load(args.config)
-    state_path = args.state if args.state is not None else state.default_path(config)
-    if args.command == "scale":
-        from provision_min.scale import check_count
-
-        check_count(config, args.count)  # before credentials: a wrong N costs nothing
+    if args.wait_timeout is not None and args.wait_timeout <= 0:
+        raise InputError("--wait-timeout: must be > 0")
     if args.cloud == LOCAL:
-        return _run_local(args, config)
+        from provision_min.local.commands import LocalCloud
+
+        packages = None
+        if args.command == "up" and (args.mesos_deb or args.alluxio_tarball):
+            if not (args.mesos_deb and args.alluxio_tarball):
+                raise InputError("--mesos-deb and --alluxio-tarball go together (real Mesos and Alluxio)")
+            packages = (args.mesos_deb, args.alluxio_tarball)
+        return LocalCloud(config, wait_timeout=args.wait_timeout, subnet=getattr(args, "subnet", None),
+                          packages=packages)
+    from provision_min.otc_cloud import OtcCloud
+
     if args.poll_interval is not None and args.poll_interval < 0:
         raise InputError("--poll-interval: must be >= 0")
     the_poller = poller if poller is not None else PollerClass(interval=args.poll_interval)
     if args.wait_timeout is not None:
-        if args.wait_timeout <= 0:
-            raise InputError("--wait-timeout: must be > 0")
         the_poller.timeout = args.wait_timeout
-
-    if args.command == "plan" and args.offline:
-        from provision_min.up import run_plan
-
-        lines, _ = run_plan(config, None, state_path)
-        for line in lines:
-            print(line)
-        return EXIT_OK
-
-    client = _client(args, config, env)
-    if args.command == "plan":
-        from provision_min.up import run_plan
-
-        lines, count = run_plan(config, client, state_path)
-        for line in lines:
-            print(line)
-        if not count:
-            print(f"provision-min: cluster {config.cluster} is complete; up would make no change", file=sys.stderr)
-        return EXIT_OK
-    if args.command == "up":
-        return _up(args, config, client, the_poller, state_path)
-    if args.command == "status":
-        from provision_min.status import render, run_status
-
-        report = run_status(config, client)
-        print(json.dumps(report, indent=2) if args.json else render(report))
-        return EXIT_OK if report["complete"] else EXIT_FAILED
-    if args.command == "scale":
-        from provision_min.scale import run_scale
-
-        scaled = run_scale(config, client, args.count)
-        print(f"AS group {scaled.group}: desired {scaled.before} -> {scaled.after} (min {scaled.minimum}, "
-              f"max {scaled.maximum}; {scaled.current} instance(s) now)")
-        return EXIT_OK
-    if args.command == "down":
-        from provision_min.down import run_down
-
-        result = run_down(config, client, the_poller, state_path)
-        if result.deleted:
-            print(f"cluster {config.cluster}: removed ({result.deleted} delete calls)")
-        else:
-            print(f"cluster {config.cluster}: nothing to remove")
-        if result.state_removed:
-            print(f"state file {state_path} removed")
-        return EXIT_OK
-    raise AssertionError(args.command)  # pragma: no cover
-
-
-def _client(args: argparse.Namespace, config: ClusterConfig, env: dict[str, str]) -> OtcClient:
-    import requests
-
-    from provision_min.credentials import load_auth
-    from provision_min.otc import OtcClient
-    from provision_min.token import TokenSource, default_cache_dir
-
-    auth = load_auth(args.cloud, env, region=config.region)
-    http = requests.Session()
-    tokens = TokenSource(auth, http, cache_dir=default_cache_dir(env))
-    return OtcClient(tokens, http, config.region)
-
-
-def _up(args: argparse.Namespace, config: ClusterConfig, client: OtcClient, poller: Poller, state_path: Path) -> int:
-    from provision_min.topology import dashboard_url, topology
-    from provision_min.up import run_up
-
-    result = run_up(config, client, poller, state_path, create_bucket=args.create_bucket)
-    topo = topology(config)
-    print(f"cluster {config.cluster}: " + (f"{result.created} create calls made" if result.created
-                                           else "complete, nothing to create"))
-    print(f"OBS: {result.bucket}")
-    print("masters: " + ", ".join(f"{n} {ip}" for n, ip in zip(topo.master_names, topo.master_ips, strict=True)))
-    public_ip = result.ids.get("eip_address")
-    if public_ip:
-        print(f"master public IP: {public_ip}")
-        print(f"dashboard: {dashboard_url(str(public_ip))}")
-    print(f"agents: AS group {topo.as_group_name} (desired {config.agents.desired} at creation, min "
-          f"{config.agents.min}, max {config.agents.max})")
-    for warning in result.warnings:
-        print(f"provision-min: warning: {warning}", file=sys.stderr)
-    return EXIT_OK
-
-
-def _run_local(args: argparse.Namespace, config: ClusterConfig) -> int:
-    """The local cloud: the same commands, carried out on this machine (``provision_min.local.cloud``)."""
-    from provision_min.errors import InputError
-    from provision_min.local import cloud
-
-    if args.wait_timeout is not None and args.wait_timeout <= 0:
-        raise InputError("--wait-timeout: must be > 0")
-    timeout = args.wait_timeout or cloud.DEFAULT_READY_TIMEOUT
-    if args.command == "plan":
-        raise InputError("plan: the local cloud has no API calls to show; up prints each step as it goes")
-    if args.command == "up":
-        packages = None
-        if args.mesos_deb or args.alluxio_tarball:
-            if not (args.mesos_deb and args.alluxio_tarball):
-                raise InputError("--mesos-deb and --alluxio-tarball go together (real Mesos and Alluxio)")
-            packages = (args.mesos_deb, args.alluxio_tarball)
-        result = cloud.up(config, subnet=args.subnet, out=sys.stderr, ready_timeout=timeout, packages=packages)
-        state = result.state
-        print(f"cluster {config.cluster} (local): ready in {result.seconds:.1f} s"
-              + (f" ({result.created} instance(s) started)" if result.created else ", nothing to start"))
-        print("masters: " + ", ".join(f"{n.name} {n.ip}" for n in state.masters()))
-        print(f"agents: AS group {config.cluster}-agents, {len(state.agents())} instance(s) (min {config.agents.min}, "
-              f"max {config.agents.max})")
-        print(f"dashboard: {cloud.dashboard_url(state)} (user {state.dashboard_user}; password: dashboard_password "
-              f"in {result.paths.state_file})")
-        return EXIT_OK
-    if args.command == "status":
-        report = cloud.status(config)
-        print(json.dumps(report, indent=2) if args.json else cloud.render_status(report))
-        return EXIT_OK if report["complete"] else EXIT_FAILED
-    if args.command == "scale":
-        before, after, seconds = cloud.scale(config, args.count, out=sys.stderr, ready_timeout=timeout)
-        print(f"AS group {config.cluster}-agents (local): desired {before} -> {after}, settled in {seconds:.1f} s")
-        return EXIT_OK
-    if args.command == "down":
-        gone = cloud.down(config)
-        if gone.removed:
-            print(f"cluster {config.cluster} (local): removed in {gone.seconds:.1f} s: " + ", ".join(gone.removed))
-        else:
-            print(f"cluster {config.cluster} (local): nothing to remove")
-        return EXIT_OK
-    raise AssertionError(args.command)  # pragma: no cover
+    return OtcCloud(config, env if env is not None else environment(), args.cloud, the_poller,
+                    args.state if args.state is not None else state.default_path(config),
+                    create_bucket=getattr(args, "create_bucket", False), offline=getattr(args, "offline", False))

@@ -19,7 +19,7 @@ from bootstrap_agent.schema import decode_user_data, validate
 from provision_min import cli
 from provision_min import config as config_mod
 from provision_min.errors import InputError
-from provision_min.local import cloud, network
+from provision_min.local import cloud, metadata_host, network, node_image, readiness, subnets
 from provision_min.local.layout import STATE_ROOT_ENV, CloudState, Names, NodeRecord, Paths
 from provision_min.local.progress import Progress, Row
 
@@ -62,7 +62,7 @@ def test_addresses_of_a_cluster_follow_the_otc_rules() -> None:
     with pytest.raises(InputError, match="no address left"):
         state.agent_ip(155)  # .254 is the metadata service's
     config = config_mod.load(EXAMPLE)
-    local = cloud.local_config(config, state.network)
+    local = subnets.local_config(config, state.network)
     assert local.master_ips == ("10.231.3.10",)  # network + 10, as on OTC
 
 
@@ -86,7 +86,7 @@ def test_each_instance_gets_valid_user_data_and_documented_meta_data(tmp_path: P
     master = NodeRecord(f"{config.cluster}-master-1", "master", 1, "10.231.3.10", "5b0c6a32-9d63", 1.0)
     agent = NodeRecord(f"{config.cluster}-agent-1", "agent", 1, "10.231.3.100", "6c1d7b43-9d63", 1.0)
     for node in (master, agent):
-        cloud.publish(paths, config, state, node)
+        metadata_host.publish(paths, config, state, node)
         folder = paths.metadata_dir / node.ip
         assert {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()} == {"user_data": 0o600,
                                                                                  "meta_data.json": 0o600}
@@ -100,14 +100,14 @@ def test_each_instance_gets_valid_user_data_and_documented_meta_data(tmp_path: P
     agent_doc = json.loads((paths.metadata_dir / agent.ip / "user_data").read_text())
     assert master_doc["dashboard"] == {"user": "admin", "password_hash": HASH}
     assert "dashboard" not in agent_doc  # the password hash goes only where it is used
-    cloud.unpublish(paths, agent)
+    metadata_host.unpublish(paths, agent)
     assert not (paths.metadata_dir / agent.ip).exists()
     with pytest.raises(InputError, match=r"dashboard\.password_hash"):  # checked like every user-data
-        cloud.user_data(config, a_state(cluster=config.cluster, dashboard_password_hash="plain"), "master")
+        metadata_host.user_data(config, a_state(cluster=config.cluster, dashboard_password_hash="plain"), "master")
 
 
 def test_dashboard_password_hash_is_one_nginx_accepts() -> None:
-    hashed = cloud.hash_password("correct horse")
+    hashed = metadata_host.hash_password("correct horse")
     assert hashed.startswith("$6$") and "correct horse" not in hashed
     check = subprocess.run(["openssl", "passwd", "-6", "-salt", hashed.split("$")[2], "-stdin"],
                            input="correct horse", capture_output=True, text=True, check=True)
@@ -166,15 +166,15 @@ def test_scale_outside_the_group_bounds_and_a_bad_subnet_are_input_errors(
     assert cli.main(["scale", "11", "--cloud", "local", "--config", str(EXAMPLE)]) == 2
     assert "outside agents.min..agents.max (1..10)" in capsys.readouterr().err
     with pytest.raises(InputError, match="private /24"):
-        cloud.pick_subnet("analytics11", "8.8.8.0/24")
+        subnets.pick_subnet("analytics11", "8.8.8.0/24")
     with pytest.raises(InputError, match="private /24"):
-        cloud.pick_subnet("analytics11", "10.231.0.0/16")
+        subnets.pick_subnet("analytics11", "10.231.0.0/16")
     busy = network.host_ipv4_networks()[0]
     if busy.network.prefixlen <= 24:
         inside_host = next(busy.network.subnets(new_prefix=24))
         if inside_host.is_private:
             with pytest.raises(InputError, match="overlaps"):
-                cloud.pick_subnet("analytics11", str(inside_host))
+                subnets.pick_subnet("analytics11", str(inside_host))
     assert not (tmp_path / "state").exists()
 
 
@@ -193,11 +193,11 @@ def test_a_second_command_on_the_same_cluster_is_refused_while_one_runs(
 
 def test_the_node_image_has_the_cluster_files_versions_and_packages_when_given() -> None:
     config = config_mod.load(EXAMPLE)
-    options = cloud.image_options(config, None)
+    options = node_image.image_options(config, None)
     assert (options.standins, options.mesos_version, options.alluxio_version) == (True, "1.11", "2.9")
     older = config_mod.parse({**yaml.safe_load(EXAMPLE.read_text()), "mesos": {"version": "1.4"},
                               "alluxio": {"version": "1.8", "root_ufs": "s3://eo-data/alluxio"}}, EXAMPLE)
-    options = cloud.image_options(older, ("/srv/mesos.deb", "/srv/alluxio.tar.gz"))
+    options = node_image.image_options(older, ("/srv/mesos.deb", "/srv/alluxio.tar.gz"))
     assert (options.standins, options.mesos_version, options.alluxio_version) == (False, "1.4", "1.8")
     assert (options.mesos_deb, options.alluxio_tarball) == ("/srv/mesos.deb", "/srv/alluxio.tar.gz")
 
@@ -222,7 +222,7 @@ def test_status_polls_report_an_outage_as_none_and_a_bug_as_a_bug() -> None:
     600 s wait for "ZooKeeper unreachable"."""
     from bootstrap_agent.cluster import ClusterUnavailable
 
-    assert cloud.read_members(_Store(None)) == {}
-    assert cloud.read_members(_Store(ClusterUnavailable("members: ZooKeeper unreachable"))) is None
+    assert readiness.read_members(_Store(None)) == {}
+    assert readiness.read_members(_Store(ClusterUnavailable("members: ZooKeeper unreachable"))) is None
     with pytest.raises(TypeError):
-        cloud.read_members(_Store(TypeError("a bug")))
+        readiness.read_members(_Store(TypeError("a bug")))

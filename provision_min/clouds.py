@@ -1,0 +1,35 @@
+"""One shape for every cloud: what a cluster file can be asked to do, wherever it runs.
+
+In the style of cloud-init's datasources: the command line picks a cloud (OTC through its API, or this machine
+with ``--cloud local``) and asks it the same questions. Each command prints its result for a person on
+standard output and returns the exit code: 0 done (for ``status``: complete), 1 failed or not complete,
+2 refused (raised as ``InputError`` before anything changed).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+class Cloud(Protocol):
+    def plan(self) -> int:
+        """Show what ``up`` would do, changing nothing."""
+        ...
+
+    def up(self) -> int:
+        """Create what is missing and wait until it works; safe to run again."""
+        ...
+
+    def status(self, as_json: bool) -> int:
+        """Show what exists and whether the cluster is complete."""
+        ...
+
+    def scale(self, count: int) -> int:
+        """Set the agents' desired count (within the cluster file's min and max)."""
+        ...
+
+    def down(self) -> int:
+        """Remove everything ``up`` created; safe to run again."""
+        ...

@@ -1,0 +1,60 @@
+"""The cluster on this machine: the commands of ``provision_min.clouds.Cloud`` for the local cloud."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+
+from provision_min.clouds import EXIT_FAILED, EXIT_OK
+from provision_min.config import ClusterConfig
+from provision_min.errors import InputError
+from provision_min.local import cloud
+from provision_min.local.readiness import DEFAULT_READY_TIMEOUT
+
+
+@dataclass
+class LocalCloud:
+    config: ClusterConfig
+    wait_timeout: float | None = None
+    subnet: str | None = None
+    packages: tuple[str, str] | None = None  # a Mesos .deb and an Alluxio tarball instead of the stand-ins
+
+    @property
+    def timeout(self) -> float:
+        return self.wait_timeout or DEFAULT_READY_TIMEOUT
+
+    def plan(self) -> int:
+        raise InputError("plan: the local cloud has no API calls to show; up prints each step as it goes")
+
+    def up(self) -> int:
+        config = self.config
+        result = cloud.up(config, subnet=self.subnet, out=sys.stderr, ready_timeout=self.timeout,
+                          packages=self.packages)
+        state = result.state
+        print(f"cluster {config.cluster} (local): ready in {result.seconds:.1f} s"
+              + (f" ({result.created} instance(s) started)" if result.created else ", nothing to start"))
+        print("masters: " + ", ".join(f"{n.name} {n.ip}" for n in state.masters()))
+        print(f"agents: AS group {config.cluster}-agents, {len(state.agents())} instance(s) (min {config.agents.min}, "
+              f"max {config.agents.max})")
+        print(f"dashboard: {cloud.dashboard_url(state)} (user {state.dashboard_user}; password: dashboard_password "
+              f"in {result.paths.state_file})")
+        return EXIT_OK
+
+    def status(self, as_json: bool) -> int:
+        report = cloud.status(self.config)
+        print(json.dumps(report, indent=2) if as_json else cloud.render_status(report))
+        return EXIT_OK if report["complete"] else EXIT_FAILED
+
+    def scale(self, count: int) -> int:
+        before, after, seconds = cloud.scale(self.config, count, out=sys.stderr, ready_timeout=self.timeout)
+        print(f"AS group {self.config.cluster}-agents (local): desired {before} -> {after}, settled in {seconds:.1f} s")
+        return EXIT_OK
+
+    def down(self) -> int:
+        gone = cloud.down(self.config)
+        if gone.removed:
+            print(f"cluster {self.config.cluster} (local): removed in {gone.seconds:.1f} s: " + ", ".join(gone.removed))
+        else:
+            print(f"cluster {self.config.cluster} (local): nothing to remove")
+        return EXIT_OK

@@ -1,0 +1,104 @@
+"""What the local metadata service answers for each instance, and the service's own process.
+
+The answers are files below the cluster's state folder (0600), one folder per instance address; the service
+(``provision_min.local.metadata_service``) runs in the cluster's metadata namespace at 169.254.169.254.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from provision_min.config import ClusterConfig
+from provision_min.errors import ProvisionError
+from provision_min.files import write_private
+from provision_min.local import machine
+from provision_min.local.layout import METADATA_IP, CloudState, Names, NodeRecord, Paths
+from provision_min.local.subnets import local_config
+
+METADATA_MODULE = "provision_min.local.metadata_service"
+
+
+def hash_password(password: str) -> str:
+    """A SHA-512 crypt hash (``$6$``) nginx's basic auth accepts; made by openssl, the password on stdin."""
+    result = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password, capture_output=True, text=True,
+                            timeout=30, check=False)
+    if result.returncode != 0 or not result.stdout.startswith("$6$"):
+        raise ProvisionError(f"openssl passwd failed: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def user_data(config: ClusterConfig, state: CloudState, role: str) -> dict[str, Any]:
+    """The instance's user-data, validated; the dashboard's password hash only where the dashboard is."""
+    dashboard = None
+    if role == "master" and state.dashboard_password_hash:
+        dashboard = {"user": state.dashboard_user, "password_hash": state.dashboard_password_hash}
+    return local_config(config, state.network).user_data(role, state.secret, dashboard)
+
+
+def meta_data(config: ClusterConfig, node: NodeRecord) -> dict[str, Any]:
+    """``meta_data.json`` as OTC documents it: uuid, availability_zone, hostname (.novalocal), name, ..."""
+    return {"uuid": node.uuid, "name": node.name, "hostname": f"{node.name}.novalocal",
+            "availability_zone": config.availability_zone, "project_id": "local", "launch_index": 0,
+            "meta": {"cluster": config.cluster, "role": node.role}}
+
+
+def publish(paths: Paths, config: ClusterConfig, state: CloudState, node: NodeRecord) -> None:
+    """The metadata service's answers for ``node``, by its address (files replaced atomically, 0600)."""
+    folder = paths.metadata_dir / node.ip
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_private(folder / "user_data", json.dumps(user_data(config, state, node.role), indent=2).encode())
+    write_private(folder / "meta_data.json", json.dumps(meta_data(config, node)).encode())
+
+
+def unpublish(paths: Paths, node: NodeRecord) -> None:
+    machine.remove_folder(paths.metadata_dir / node.ip)
+
+
+def metadata_running(paths: Paths, state: CloudState) -> bool:
+    pid = state.metadata_pid
+    if pid is None:
+        return False
+    cmdline = machine.cmdline(pid)
+    return METADATA_MODULE in cmdline and str(paths.metadata_dir) in cmdline
+
+
+def start_metadata(paths: Paths, state: CloudState, timeout: float = 15.0) -> None:
+    if metadata_running(paths, state):
+        return
+    paths.metadata_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    offset = paths.metadata_log.stat().st_size if paths.metadata_log.exists() else 0
+    with paths.metadata_log.open("ab") as log:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", Names(state.cluster).metadata_ns, sys.executable, "-m", METADATA_MODULE,
+             "--bind", METADATA_IP, "--port", "80", "--dir", str(paths.metadata_dir)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True, cwd="/")
+    state.metadata_pid = proc.pid  # ip netns exec execs the server: same pid
+    paths.save(state)
+    deadline = time.monotonic() + timeout
+    while True:
+        with paths.metadata_log.open("rb") as log:
+            log.seek(offset)
+            if b'"event": "listening"' in log.read():
+                return
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = paths.metadata_log.read_text(errors="replace")[-1500:]
+            raise ProvisionError(f"the metadata service did not start (log {paths.metadata_log}):\n{tail}")
+        time.sleep(0.05)
+
+
+def stop_metadata(paths: Paths, state: CloudState) -> bool:
+    if not metadata_running(paths, state):
+        return False
+    assert state.metadata_pid is not None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(state.metadata_pid, 15)
+    deadline = time.monotonic() + 5
+    while metadata_running(paths, state) and machine.alive(state.metadata_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return True
