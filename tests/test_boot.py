@@ -186,6 +186,14 @@ def test_master_boots_into_its_cluster_reboots_from_the_cache_and_leaves_at_powe
         assert set(member["services"]) == set(MASTER_UNITS), member
         status = show(node, "bootstrap-agent", "StatusText")["StatusText"]
         assert status.startswith("ready"), status
+        # Issue 11: the Alluxio journal was formatted by its oneshot unit before the master's first start, and
+        # the master runs the image's launch-process on the units' own Java 11.
+        assert [e["oneshot"] for e in agent_events(node, "first_start_ran")] == ["alluxio-journal-format"]
+        assert show(node, "alluxio-journal-format", "Result")["Result"] == "success"
+        assert node.exec(["test", "-d", "/var/lib/alluxio/journal"]).returncode == 0
+        master_cmd = node.exec(["ps", "-o", "args=", "-p", show(node, "alluxio-master", "MainPID")["MainPID"]],
+                               capture_output=True, text=True).stdout
+        assert "bootstrap_agent.standins.alluxio master" in master_cmd, master_cmd
         # systemd had nothing to say about the units (unknown keys, unset variables, failed sandboxing).
         complaints = node.exec(["journalctl", "--no-pager", "-b", "0", "-o", "cat", "_PID=1", "-p", "warning"],
                                capture_output=True, text=True).stdout
@@ -202,6 +210,7 @@ def test_master_boots_into_its_cluster_reboots_from_the_cache_and_leaves_at_powe
         assert fetched and fetched[0]["source"] == "cache", fetched
         assert agent_events(node, "meta_data_from_last_good"), "the metadata service was down: last good copy"
         assert not agent_events(node, "first_boot"), "a reboot is not a first boot"
+        assert not agent_events(node, "first_start_ran"), "the journal is formatted once per instance"
         stale = http_inside(node, "http://localhost/user-data")
         assert stale["status"] == 200 and stale["headers"].get("x-cache-status") == "STALE", stale["headers"]
         assert json.loads(stale["body"]) == user_data()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -16,13 +16,14 @@ from tests.support.netns import TestNode
 CHROMIUM = shutil.which("chromium")
 
 
-def browse(net: TestNode, url: str, *, screenshot: str | None = None) -> str:
-    """The DOM after Chromium loaded ``url`` (inside the test network; no other network traffic)."""
+def browse(net: TestNode, url: str, *, screenshot: str | None = None, flags: Sequence[str] = ()) -> str:
+    """The DOM after Chromium loaded ``url`` (inside the test network; no other network traffic). ``flags``
+    add to the fixed ones (``--virtual-time-budget=MS`` lets the page's scripts finish their requests)."""
     assert CHROMIUM, "Debian's chromium is not installed (.ci/setup installs it)"
     with tempfile.TemporaryDirectory(prefix="ba-chromium-") as profile:
         argv = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--ignore-certificate-errors", f"--user-data-dir={profile}", "--window-size=1200,800"]
+                "--ignore-certificate-errors", f"--user-data-dir={profile}", "--window-size=1200,800", *flags]
         if screenshot:
             net.run([*argv, f"--screenshot={screenshot}", url], capture_output=True, timeout=90)
         result = net.run([*argv, "--dump-dom", url], capture_output=True, text=True, timeout=90)

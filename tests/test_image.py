@@ -54,6 +54,7 @@ def test_shell_scripts_parse_and_are_strict(script: Path) -> None:
     ({"STANDINS": "maybe"}, "STANDINS must be yes or no"),
     ({"STANDINS": "yes", "MESOS_VERSION": "1.5"}, "MESOS_VERSION must be 1.4 or 1.11"),
     ({"STANDINS": "yes", "ALLUXIO_VERSION": "2.0"}, "ALLUXIO_VERSION must be 1.8 or 2.9"),
+    ({"STANDINS": "yes", "NTP_SERVERS": "ntp.example\n[Time]"}, "NTP_SERVERS must be host names or addresses"),
     ({"STANDINS": "yes"}, "AGENT_SOURCE is empty"),
     ({"STANDINS": "yes", "AGENT_SOURCE": "/nonexistent/agent.whl"}, "does not exist"),
 ])
@@ -77,6 +78,8 @@ def test_packages() -> None:
     real = package_list(NodeOptions(standins=False, mesos_deb="https://example.invalid/mesos.deb",
                                     alluxio_tarball="/srv/alluxio.tar.gz"))
     assert "curl" in real
+    assert {"docker.io", "apparmor"} <= set(real), "docker.io's containers need apparmor_parser on AppArmor kernels"
+    assert "apparmor" not in standins and "systemd-timesyncd" in standins and "systemd-timesyncd" in real
 
 
 # -- recipes and the cache ---------------------------------------------------------------------------------------
@@ -151,7 +154,7 @@ def test_no_instance_identity_is_left(node_image: Any) -> None:
     assert os.readlink(root / "var/lib/dbus/machine-id") == "/etc/machine-id"
     assert not list((root / "etc").glob("ssh/ssh_host_*"))
     assert not (root / "var/lib/systemd/random-seed").exists()
-    for path in ("var/lib/bootstrap-agent", "var/cache/nginx/metadata", "var/lib/zookeeper/version-2",
+    for path in ("var/lib/bootstrap-agent", "var/cache/nginx/metadata", "var/lib/zookeeper/data",
                  "etc/default/mesos-master", "etc/default/mesos-agent", "opt/alluxio/conf/alluxio-site.properties",
                  "etc/nginx/conf.d/bootstrap-agent-dashboard.conf", "root/.bootstrap-agent-build"):
         assert not (root / path).exists(), path
@@ -179,18 +182,25 @@ def test_the_agent_runs_from_its_venv_with_the_standins(node_image: Any) -> None
     assert "BOOTSTRAP_AGENT_MESOS_VERSION=1.11\n" in versions and "BOOTSTRAP_AGENT_ALLUXIO_VERSION=2.9\n" in versions
     assert not [line for line in versions.splitlines() if line.startswith("MESOS_")], "a stand-in would refuse it"
     for unit in MANAGED[1:]:
-        assert (root / f"etc/systemd/system/{unit}.service.d/standin.conf").is_file(), unit
+        dropin = root / f"etc/systemd/system/{unit}.service.d/standin.conf"
+        assert dropin.is_file() is unit.startswith("mesos"), unit
+    # Alluxio: no drop-in; the units' real lines run a stand-in installation on the units' own Java 11.
+    assert "bootstrap_agent.standins.alluxio" in (root / "opt/alluxio/libexec/standin-java").read_text()
+    assert (root / "opt/alluxio/bin/launch-process").is_file() and manifest["ALLUXIO_JAVA"].startswith("11.")
 
 
 # -- the switch: real Mesos and Alluxio from a package and a tarball ------------------------------------------
-def fake_deb(tmp: Path, package: str, version: str, what: str, files: dict[str, str]) -> Path:
+def fake_deb(tmp: Path, package: str, version: str, what: str, files: dict[str, str],
+             depends: str | None = None) -> Path:
     """A package with the name and paths of a real one (``files``: path -> content; ``bin``/``sbin`` ones
-    executable), built with dpkg-deb: what the image does with the real package, without downloading it."""
+    executable; ``depends``: its Depends field), built with dpkg-deb: what the image does with the real package,
+    without downloading it."""
     tree = tmp / f"{package}-deb"
     (tree / "DEBIAN").mkdir(parents=True)
     (tree / "DEBIAN" / "control").write_text(
         f"Package: {package}\nVersion: {version}\nArchitecture: all\nMaintainer: test <test@example.invalid>\n"
-        f"Description: stand-in package with the paths of {what}\n")
+        + (f"Depends: {depends}\n" if depends else "")
+        + f"Description: stand-in package with the paths of {what}\n")
     for path, content in files.items():
         target = tree / path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -216,6 +226,27 @@ def fake_docker_deb(tmp: Path) -> Path:
             "[Install]\nWantedBy=multi-user.target\n")
     return fake_deb(tmp, "docker.io", "20.10.24-0test", "Debian's docker.io", {
         "/usr/sbin/dockerd": "#!/bin/sh\nexec sleep infinity\n", "/lib/systemd/system/docker.service": unit})
+
+
+def fake_apparmor_deb(tmp: Path) -> Path:
+    """Debian's apparmor as far as the package check cares (the real one is installed with docker.io)."""
+    return fake_deb(tmp, "apparmor", "3.0.8-3-0test", "Debian's apparmor",
+                    {"/usr/sbin/apparmor_parser": "#!/bin/sh\nexit 0\n"})
+
+
+#: What cloud-init leaves on a build ECS started with a key pair (image/otc.py --key-name): the default user's
+#: key, and root's with cloud-init's "login as the default user" prefix (disable_root).
+BUILD_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBuildKeyPairOfTheImageBuilder0000000000000 build@otc"
+ROOT_KEY_LINE = ('no-port-forwarding,no-agent-forwarding,no-X11-forwarding,command="echo \'Please login as the '
+                 'user \\"debian\\" rather than the user \\"root\\".\';echo;sleep 10;exit 142" ' + BUILD_KEY)
+
+
+def plant_build_key(root: Path) -> list[Path]:
+    planted = [root / "root/.ssh/authorized_keys", root / "home/debian/.ssh/authorized_keys"]
+    for path, line in zip(planted, (ROOT_KEY_LINE, BUILD_KEY), strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_text(line + "\n")
+    return planted
 
 
 def fake_alluxio_tarball(tmp: Path) -> Path:
@@ -245,12 +276,15 @@ def test_without_standins_the_image_installs_mesos_and_alluxio_from_the_given_fi
     try:
         subprocess.run(["cp", "-a", "--", str(base), str(root)], check=True, timeout=600)
         shutil.copy(fake_docker_deb(tmp_path), root / "tmp" / "docker.io.deb")
-        subprocess.run(["chroot", str(root), "dpkg", "-i", "/tmp/docker.io.deb"], check=True, capture_output=True,
-                       timeout=120)
+        shutil.copy(fake_apparmor_deb(tmp_path), root / "tmp" / "apparmor.deb")
+        subprocess.run(["chroot", str(root), "dpkg", "-i", "/tmp/docker.io.deb", "/tmp/apparmor.deb"], check=True,
+                       capture_output=True, timeout=120)
+        planted = plant_build_key(root)  # as on an OTC build ECS made with --key-name
         builder = local.LocalBuilder(options)
         log = tmp_path / "install.log"
         builder.install_node(root, standin_builder.wheelhouse(), log)
         assert "install-node: done" in log.read_text()
+        assert not [p for p in planted if p.exists()], "the build's key pair must not reach the instances"
         assert (root / "usr/sbin/mesos-master").is_file() and (root / "opt/alluxio/bin/launch-process").is_file()
         assert not list((root / "etc/systemd/system").glob("*.service.d/standin.conf"))
         assert not (root / "etc/default/bootstrap-agent-standins").exists()

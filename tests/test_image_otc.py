@@ -75,6 +75,7 @@ class FakeOtc:
         self.bundle_names: list[str] = []
         self.wheel: bytes = b""
         self.user_data = ""
+        self.key_name: str | None = None
         json_ct = "application/json"
         for method, pattern, handler in [
             ("POST", rf"{IAM}/v3/auth/tokens", self.token),
@@ -146,6 +147,7 @@ class FakeOtc:
         assert server["root_volume"]["volumetype"] == "SSD"
         self.user_data = base64.b64decode(server["user_data"]).decode()
         assert len(self.user_data.encode()) <= 32 * 1024
+        self.key_name = server.get("key_name")
         if self.instance_runs:
             self.run_instance()
         job = self._job("ecs", self.ecs_job, {"sub_jobs_total": 1, "sub_jobs": [
@@ -275,6 +277,20 @@ def test_the_build_runs_the_install_script_on_an_ecs_and_makes_a_private_image(s
     assert "pw-secret" not in otc.user_data and s3.secret_key not in otc.user_data, "no credential on the ECS"
     assert left_in_bucket(s3) == [], "the build's OBS objects are removed"
     assert image.seconds["total"] > 0
+
+
+def test_a_build_key_pair_reaches_the_build_ecs_only(s3: S3Server, tmp_path: Path) -> None:
+    """--key-name: cloud-init installs the key on the build ECS; the install script the ECS runs (the bundle's,
+    byte for byte this tree's) removes every authorized_keys before the image is made (proven on a real install
+    in tests/test_image.py::test_without_standins_the_image_installs_mesos_and_alluxio_from_the_given_files)."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        otc = FakeOtc(mock, s3)
+        make_builder(s3, tmp_path, key_name="eo-build").build()
+    assert otc.key_name == "eo-build"
+    removal = re.search(r"^remove_identity\(\) \{$(.*?)^\}$", (PROJECT_DIR / "image/install-node.sh").read_text(),
+                        re.MULTILINE | re.DOTALL)
+    assert removal and "/root/.ssh/authorized_keys" in removal.group(1)
+    assert "/home/*/.ssh/authorized_keys" in removal.group(1)
 
 
 def test_a_failing_install_script_deletes_the_ecs_and_makes_no_image(s3: S3Server, tmp_path: Path) -> None:

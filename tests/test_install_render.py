@@ -95,20 +95,38 @@ def render(tmp_path: Path, role: str, out: Path, user_data: Path | None = None) 
     )
 
 
+def test_a_failed_rename_leaves_nothing_staged(tmp_path: Path) -> None:
+    """The backup cannot be renamed into place (a folder sits at ``<name>.bak``): the install fails for that file,
+    the old file stays, and neither the staged copy nor the staged backup is left in the folder."""
+    layout = Layout(str(tmp_path))
+    target = tmp_path / "etc/default/mesos-agent"
+    target.parent.mkdir(parents=True)
+    target.write_text("old\n")
+    (tmp_path / "etc/default/mesos-agent.bak").mkdir()
+    (tmp_path / "etc/default/mesos-agent.bak/occupied").write_text("")
+    result = install([DesiredFile("/etc/default/mesos-agent", b"new\n", 0o644)], layout)
+    assert list(result.failed) == ["/etc/default/mesos-agent"]
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["mesos-agent", "mesos-agent.bak"]
+
+
 def test_render_writes_what_once_would_install(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = render(tmp_path, "master", out)
     assert result.returncode == 0, result.stderr
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert files == [
-        "etc/default/mesos-master", "etc/hosts", "etc/nginx/conf.d/bootstrap-agent-dashboard.conf",
+        "etc/default/alluxio", "etc/default/mesos-master", "etc/hosts",
+        "etc/nginx/conf.d/bootstrap-agent-dashboard.conf",
         "etc/nginx/tls/bootstrap-agent-dashboard.crt", "etc/nginx/tls/bootstrap-agent-dashboard.key",
+        "etc/spark/aws-credentials", "etc/spark/conf/spark-defaults.conf", "etc/spark/conf/spark-env.sh",
         "etc/zookeeper/conf/zoo.cfg", "opt/alluxio/conf/alluxio-site.properties", "services.json",
-        "var/lib/bootstrap-agent/www/index.html", "var/lib/zookeeper/myid",
+        "var/lib/bootstrap-agent/www/index.html", "var/lib/zookeeper/data/myid",
     ]
     assert mode(out / "opt/alluxio/conf/alluxio-site.properties") == 0o600
+    assert mode(out / "etc/spark/aws-credentials") == 0o600  # the S3 keys, for root's spark-shell
     assert mode(out / "etc/nginx/tls/bootstrap-agent-dashboard.key") == 0o600
-    assert "dataDir=/var/lib/zookeeper" in (out / "etc/zookeeper/conf/zoo.cfg").read_text()  # node paths, not DIR
+    assert "dataDir=/var/lib/zookeeper/data\n" in (out / "etc/zookeeper/conf/zoo.cfg").read_text()  # node paths
     services = json.loads((out / "services.json").read_text())
     assert services["start"] == ["zookeeper", "mesos-master", "alluxio-master", "alluxio-proxy", "nginx"]
     assert services["restart"] == []

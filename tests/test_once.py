@@ -17,7 +17,9 @@ import sys
 import time
 from collections.abc import Callable
 
+from tests.support.netns import HttpResponse
 from tests.support.node import AGENT_IP, MASTER_IP, S3_SECRET, Node, meta_data, user_data
+from tests.support.waiting import wait_for
 
 
 def zk_ruok(node: Node, ip: str) -> str:
@@ -39,7 +41,7 @@ def test_master_configures_itself_and_runs_its_services(make_node: Callable[...,
     assert set(run.units("started")) == {"zookeeper", "mesos-master", "alluxio-master", "alluxio-proxy", "nginx"}
 
     assert zk_ruok(node, MASTER_IP) == "imok"  # the real ZooKeeper, from the rendered zoo.cfg
-    assert (node.root / "var/lib/zookeeper/myid").read_text() == "1\n"
+    assert (node.root / "var/lib/zookeeper/data/myid").read_text() == "1\n"
     status, body = node.get(f"http://{MASTER_IP}:5050/state")
     state = json.loads(body)
     assert status == 200 and state["flags"]["zk"] == f"zk://{MASTER_IP}:2181/mesos" and state["flags"]["quorum"] == "1"
@@ -299,8 +301,16 @@ def test_master_dashboard_is_https_with_its_own_certificate_and_basic_auth(make_
     assert node.ns.https_get(url, auth=("eo", "wrong")).status == 401
     page = node.ns.https_get(url, auth=("eo", "secretpw"))
     assert page.status == 200 and b"Cluster eo-once" in page.body
-    mesos = node.ns.https_get(f"https://{MASTER_IP}/mesos/state", auth=("eo", "secretpw"))
-    assert mesos.status == 200 and json.loads(mesos.body)["flags"]["quorum"] == "1"  # proxied read-only view
+    # The Mesos UI has an HTTPS server of its own (its paths are absolute), behind the same password; the
+    # master elects itself through its ZooKeeper within a moment.
+    assert node.ns.https_get(f"https://{MASTER_IP}/mesos/", auth=("eo", "secretpw")).status == 302
+    def leader_state() -> HttpResponse | None:
+        answer = node.ns.https_get(f"https://{MASTER_IP}:5443/master/state", auth=("eo", "secretpw"))
+        return answer if answer.status == 200 else None
+
+    mesos = wait_for("the leader's state through the Mesos UI's server", leader_state, 10.0)
+    assert json.loads(mesos.body)["flags"]["quorum"] == "1"  # proxied read-only view
+    assert node.ns.https_get(f"https://{MASTER_IP}:5443/master/state").status == 401
 
     # The certificate is this instance's own, kept in the agent's state, and the same on the next pass.
     own = (node.root / "var/lib/bootstrap-agent/tls/dashboard.crt").read_text()

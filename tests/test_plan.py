@@ -176,7 +176,7 @@ def test_secret_files_are_0600_and_others_not_secret() -> None:
 
 def test_layout_root_reaches_paths_inside_files() -> None:
     p = plan(validate(user_data("master")), facts(ip=MASTERS[0]), layout=Layout("/tmp/node1"))
-    assert "dataDir=/tmp/node1/var/lib/zookeeper" in text(p, ZOO_CFG)
+    assert "dataDir=/tmp/node1/var/lib/zookeeper/data\n" in text(p, ZOO_CFG)
     assert parse_environment_file(text(p, MESOS_MASTER_ENV))["MESOS_WORK_DIR"] == "/tmp/node1/var/lib/mesos"
 
 

@@ -80,11 +80,12 @@ def test_agent_services_start_after_their_config_in_dependency_order() -> None:
     assert by_unit["docker"].sockets == ("/run/docker.sock",)  # up only once dockerd has bound its API socket
     assert by_unit["mesos-agent"].requires == ("var-lib-mesos.mount",)
     assert by_unit["alluxio-worker"].requires == ("var-lib-alluxio-ramdisk.mount",)
-    assert by_unit["spark-shuffle"].inputs == (SPARK_SHUFFLE_ENV,)
+    assert by_unit["spark-shuffle"].inputs == (SPARK_SHUFFLE_ENV, "/etc/spark/conf/spark-defaults.conf",
+                                                "/etc/spark/conf/spark-env.sh")
     assert by_unit["spark-shuffle"].ports == (("10.20.0.50", 7337),)
+    assert by_unit["spark-shuffle"].requires == ("var-lib-mesos.mount",)  # its spark.local.dir is below it
     env = parse_environment_file(text(p, SPARK_SHUFFLE_ENV))
-    assert env == {"SPARK_LOCAL_IP": "10.20.0.50", "SPARK_DAEMON_MEMORY": "512m",
-                   "SPARK_SHUFFLE_OPTS": "-Dspark.shuffle.service.port=7337"}
+    assert env == {"SPARK_CONF_DIR": "/etc/spark/conf", "SPARK_LOCAL_IP": "10.20.0.50", "SPARK_DAEMON_MEMORY": "512m"}
     daemon = json.loads(text(p, DOCKER_DAEMON_JSON))
     assert daemon["data-root"] == "/var/lib/docker" and daemon["live-restore"] is True
     mesos = parse_environment_file(text(p, MESOS_AGENT_ENV))

@@ -77,7 +77,7 @@ def test_plan_offline_lists_the_calls_of_up_in_order(env: Env) -> None:
     assert summary[1] == ("POST", "/v1/{project_id}/subnets")
     groups = [s for s in summary if s[1].endswith("/security-groups")]
     assert groups == [("POST", "/v1/{project_id}/security-groups")] * 4
-    assert len([s for s in summary if s[1].endswith("/security-group-rules")]) == 12
+    assert len([s for s in summary if s[1].endswith("/security-group-rules")]) == 13
     assert summary[-7:] == [
         ("POST", "/v1/{project_id}/cloudservers"),
         ("POST", "/v1/{project_id}/publicips"),
@@ -87,11 +87,13 @@ def test_plan_offline_lists_the_calls_of_up_in_order(env: Env) -> None:
         ("POST", "/autoscaling-api/v1/{project_id}/scaling_group"),
         ("POST", "/autoscaling-api/v1/{project_id}/scaling_group/{as_group}/action"),
     ]
-    assert len(summary) == 2 + 4 + 12 + 7
+    assert len(summary) == 2 + 4 + 13 + 7
     world = [c["body"]["security_group_rule"] for c in calls if c["url"].endswith("/security-group-rules")
              and c["body"]["security_group_rule"]["remote_ip_prefix"] == "0.0.0.0/0"]
     assert {(r["security_group_id"], r["port_range_min"]) for r in world} == {
-        ("{sg:analytics11-public}", 22), ("{sg:analytics11-public}", 443)}
+        ("{sg:analytics11-public}", 22), ("{sg:analytics11-public}", 443), ("{sg:analytics11-public}", 5443)}
+    ui = next(r for r in world if r["port_range_min"] == 5443)
+    assert ui["port_range_max"] == 5444  # the Mesos and Alluxio UIs' own HTTPS servers
 
 
 def test_plan_prints_exactly_the_changes_up_then_makes(env: Env, cloud: FakeOtc) -> None:

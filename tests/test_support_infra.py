@@ -76,6 +76,37 @@ def test_nginx_cache_serves_stale_user_data_while_metadata_is_down(
     assert [r["status"] for r in metadata.requests()][-1] == 503
 
 
+@pytest.mark.parametrize("ignore", [True, False], ids=["proxy_ignore_headers", "without-it-bites"])
+def test_nginx_cache_keeps_a_stale_copy_when_the_metadata_service_forbids_caching(
+    test_node: Callable[..., TestNode],
+    metadata_server: Callable[..., MetadataServer],
+    nginx_cache: Callable[..., NginxCache],
+    ignore: bool,
+) -> None:
+    """A metadata service that answers ``Cache-Control: no-store, private`` and ``Expires: 0`` must not leave the
+    node without a copy: real nginx, the image's text; without ``proxy_ignore_headers`` nothing is cached and a
+    dead metadata service means no user-data (the second case proves the test can fail)."""
+    conf = render_metadata_cache_conf()
+    assert "proxy_ignore_headers X-Accel-Expires Expires Cache-Control Set-Cookie Vary;" in conf
+    node = test_node(NODE_IP)
+    metadata = metadata_server(node, user_data=b'{"schema": 1}\n')
+    metadata.set_headers({"Cache-Control": "no-store, private", "Expires": "0"})
+    cache = nginx_cache(node, metadata)
+    if not ignore:  # today's (old) text: the same, without the directive
+        text = cache.conf_path.read_text()
+        cache.conf_path.write_text("\n".join(line for line in text.splitlines()
+                                               if "proxy_ignore_headers" not in line) + "\n")
+        cache.restart()
+    first = cache.get()
+    assert first.status == 200 and first.header("cache-control") == "no-store, private"
+    assert metadata.stop() == 0
+    dead = _poll(cache.get, lambda r: r.status != 200 or r.cache_status == "STALE", timeout=5)
+    if ignore:
+        assert (dead.status, dead.cache_status, dead.body) == (200, "STALE", first.body)
+    else:
+        assert dead.status == 502 and dead.cache_status in ("MISS", None), (dead.status, dead.cache_status)
+
+
 def test_metadata_server_answers_per_client_address_and_rereads_files(
     test_node: Callable[..., TestNode], metadata_server: Callable[..., MetadataServer]
 ) -> None:

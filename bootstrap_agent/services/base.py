@@ -41,6 +41,11 @@ class ServiceManager(Protocol):
         """Why a unit is not active: the last words of its log, for the operator."""
         ...
 
+    def run_oneshot(self, unit: str, like: DesiredService) -> None:
+        """Run a oneshot unit to its end (``like``: the service it prepares, for its version and environment);
+        ``ServiceError`` with the reason when it fails."""
+        ...
+
 
 def listening_ports(pid: int, wanted: set[int] | None = None) -> set[int] | None:
     """TCP ports on which ``pid`` or one of its descendants listens; ``None`` if the process is gone.
@@ -94,3 +99,40 @@ def _held(pid: int, held_by: Callable[[Any], set[T]], wanted: set[T] | None) -> 
     except psutil.Error:
         return None
     return found
+
+
+def child_pids(pid: int | None) -> set[int]:
+    """The direct children of ``pid`` now (nginx: its workers); empty when it is gone or unknown."""
+    import psutil
+
+    if pid is None:
+        return set()
+    try:
+        return {child.pid for child in psutil.Process(pid).children()}
+    except psutil.Error:
+        return set()
+
+
+def wait_gone(pids: set[int], timeout: float) -> bool:
+    """Until none of ``pids`` runs (zombies count as gone), at most ``timeout`` seconds; True if they went.
+
+    A reload is only a signal: nginx answers with the old configuration until its old workers have exited,
+    so a pass that reloaded waits for them before it calls the node configured."""
+    import time
+
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.Error:
+                continue
+        if not alive:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)

@@ -27,6 +27,7 @@ import psutil
 from bootstrap_agent.install import write_atomic
 from bootstrap_agent.plan import (
     ALLUXIO_ENV,
+    ALLUXIO_JOURNAL_FORMAT,
     ALLUXIO_SITE,
     DOCKER_DAEMON_JSON,
     DOCKER_SOCKET,
@@ -39,11 +40,14 @@ from bootstrap_agent.plan import (
     DesiredService,
     Layout,
 )
+from bootstrap_agent.services.alluxio_java import alluxio_java_environment
 from bootstrap_agent.services.base import ServiceError
 from bootstrap_agent.services.envfile import parse_environment_file
 from bootstrap_agent.services.zookeeper_cmd import ZooKeeperNotInstalled, java_command
+from bootstrap_agent.spark import SHUFFLE_CLASS
 
 STOP_TIMEOUT = 10.0
+ONESHOT_TIMEOUT = 120.0
 
 
 class ProcessManager:
@@ -64,17 +68,23 @@ class ProcessManager:
         if unit in ("mesos-master", "mesos-agent"):
             role = unit.split("-", 1)[1]
             env = MESOS_MASTER_ENV if role == "master" else MESOS_AGENT_ENV
-            return [*python, "bootstrap_agent.standins.mesos", role, "--mesos-version", str(service.version)], [env]
+            argv = [*python, "bootstrap_agent.standins.mesos", role, "--mesos-version", str(service.version)]
+            # No systemd runs the processes here: an agent with systemd support (its default wherever /sbin/init
+            # is systemd) would exit for want of /run/systemd/system (apache/mesos src/linux/systemd.cpp).
+            # Only here; on systemd nodes the unit runs the agent with its default, which keeps executors alive.
+            return argv + (["--systemd_enable_support=false"] if role == "agent" else []), [env]
         if unit.startswith("alluxio-"):
-            role = unit.split("-", 1)[1]
+            role = "formatJournal" if unit == ALLUXIO_JOURNAL_FORMAT else unit.split("-", 1)[1]
             argv = [*python, "bootstrap_agent.standins.alluxio", role, "--alluxio-version", str(service.version),
                     "--conf", path(ALLUXIO_SITE)]
-            return argv, ["-" + ALLUXIO_ENV]
+            return argv, [ALLUXIO_ENV]
         if unit == "docker":
             argv = [*python, "bootstrap_agent.standins.tools", "docker", "--config-file", path(DOCKER_DAEMON_JSON),
                     "-H", "unix://" + path(DOCKER_SOCKET)]
             return argv, []
-        tool_env = {"spark-shuffle": SPARK_SHUFFLE_ENV, "zeppelin": ZEPPELIN_ENV, "jenkins": JENKINS_ENV}
+        if unit == "spark-shuffle":  # the unit's ExecStart, with the stand-in for /opt/spark/bin/spark-class
+            return [*python, "bootstrap_agent.standins.tools", "spark-class", SHUFFLE_CLASS], [SPARK_SHUFFLE_ENV]
+        tool_env = {"zeppelin": ZEPPELIN_ENV, "jenkins": JENKINS_ENV}
         if unit in tool_env:
             return [*python, "bootstrap_agent.standins.tools", unit], [tool_env[unit]]
         if unit == "nginx":
@@ -102,16 +112,7 @@ class ProcessManager:
             argv, env_files = self.command(service)
         except ZooKeeperNotInstalled as exc:
             raise ServiceError(f"{service.unit}: {exc}") from None
-        env = dict(os.environ)
-        for env_file in env_files:
-            optional = env_file.startswith("-")
-            file_path = Path(self.layout.path(env_file.lstrip("-")))
-            if optional and not file_path.exists():
-                continue
-            try:
-                env.update(parse_environment_file(file_path.read_text("utf-8")))
-            except (OSError, ValueError) as exc:
-                raise ServiceError(f"{service.unit}: cannot read {file_path}: {exc}") from None
+        env = self._environment(service.unit, env_files)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{service.unit}.log"
         with open(log_path, "ab") as log:
@@ -124,6 +125,37 @@ class ProcessManager:
                 raise ServiceError(f"{service.unit}: cannot run {argv[0]}: {exc.strerror}") from None
         record = {"pid": process.pid, "started": psutil.Process(process.pid).create_time(), "argv": argv}
         write_atomic(self.run_dir / f"{service.unit}.json", json.dumps(record).encode(), 0o644)
+
+    def _environment(self, unit: str, env_files: list[str]) -> dict[str, str]:
+        """The process' environment: ours, the unit's ``Environment=`` (the Alluxio units' Java 11), then its
+        ``EnvironmentFile=``s, in that order as systemd applies them."""
+        env = dict(os.environ)
+        if unit.startswith("alluxio-"):
+            env.update(alluxio_java_environment(self.layout))
+        for env_file in env_files:
+            optional = env_file.startswith("-")
+            file_path = Path(self.layout.path(env_file.lstrip("-")))
+            if optional and not file_path.exists():
+                continue
+            try:
+                env.update(parse_environment_file(file_path.read_text("utf-8")))
+            except (OSError, ValueError) as exc:
+                raise ServiceError(f"{unit}: cannot read {file_path}: {exc}") from None
+        return env
+
+    def run_oneshot(self, unit: str, like: DesiredService) -> None:
+        """Run the oneshot's command to its end, logged like a unit (``<unit>.log``)."""
+        argv, env_files = self.command(DesiredService(unit, (), (), like.version))
+        env = self._environment(unit, env_files)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_dir / f"{unit}.log", "ab") as log:
+            try:
+                result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        cwd=self.layout.root, timeout=ONESHOT_TIMEOUT, check=False)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise ServiceError(f"{unit}: {exc}") from None
+        if result.returncode != 0:
+            raise ServiceError(f"{unit}: exit {result.returncode}: {self.failure_reason(unit)}")
 
     def restart(self, service: DesiredService) -> None:
         self.stop(service.unit)

@@ -80,6 +80,13 @@ class SystemdManager:
             return None
         return pid or None
 
+    def run_oneshot(self, unit: str, like: DesiredService) -> None:
+        """``systemctl start`` of a ``Type=oneshot`` unit returns when it has run; a failure names its last words."""
+        try:
+            self._run("start", unit_name(unit))
+        except ServiceError as exc:
+            raise ServiceError(f"{exc}: {self.failure_reason(unit)}") from None
+
     def failure_reason(self, unit: str) -> str:
         """systemd's verdict plus the unit's last log line: what an operator would look up first."""
         result = self._run("show", "--property=ActiveState,SubState,Result", unit_name(unit), check=False)

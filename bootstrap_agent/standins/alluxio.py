@@ -22,7 +22,11 @@ from importlib import resources
 from typing import Any
 
 from bootstrap_agent.names import ALLUXIO_VERSIONS, alluxio_keys
+from bootstrap_agent.standins import alluxio_ha, alluxio_start
+from bootstrap_agent.standins.alluxio_start import FORMAT_COMMAND, StartRefused
+from bootstrap_agent.standins.alluxio_webui import web_routes
 from bootstrap_agent.standins.common import (
+    EXIT_RUNTIME,
     MASK,
     Response,
     Route,
@@ -333,10 +337,13 @@ def _routes(role: str, version: str, properties: Mapping[str, str], rpc_port: in
     if rpc_port is not None:
         info["rpcAddress"] = f"{_advertised_host(role, properties)}:{rpc_port}"
     page = f"<html><body>alluxio-{role} {version} (stand-in)</body></html>".encode()
-    return {
+    routes: dict[str, Route] = {
         "/": lambda: Response(200, page, "text/html"),
         f"/api/v1/{role}/info": lambda: json_response(info),
     }
+    if role != "proxy":  # the web UI at the real one's absolute paths (alluxio_webui.py)
+        routes.update(web_routes(role, version, info))
+    return routes
 
 
 def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -345,9 +352,10 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
         description="Stand-in for the Alluxio master, worker or proxy.",
         allow_abbrev=False,
     )
-    parser.add_argument("role", choices=ROLES)
+    parser.add_argument("role", choices=(*ROLES, FORMAT_COMMAND))
     parser.add_argument("--alluxio-version", required=True, choices=ALLUXIO_VERSIONS)
     parser.add_argument("--conf", required=True, help="path of alluxio-site.properties")
+    alluxio_start.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -369,9 +377,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key in properties:
             if not is_known_key(version, key):
                 fail(label, f"unknown property {key if key.isprintable() else ascii(key)}")
+        if role == FORMAT_COMMAND:
+            log_event("journal_formatted", version=version, **alluxio_start.format_command(version, properties, args))
+            return 0
         validate(role, version, properties)
+        started = alluxio_start.check_start(role, version, properties, args)
     except ConfigError as exc:
         fail(label, str(exc))
+    except StartRefused as exc:
+        fail(label, str(exc), EXIT_RUNTIME)
     host = _bind_host(role, properties)
     servers: list[socketserver.TCPServer] = []
     rpc_port: int | None = None
@@ -384,12 +398,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             servers.append(tcp_listener(label, host, port))
             if purpose == "rpc":
                 rpc_port = servers[-1].server_address[1]
+                rpc_server = servers[-1]
     web_server.routes = _routes(role, version, properties, rpc_port)
+    journal = alluxio_ha.embedded_journal(version, properties) if role == "master" else None
+    if journal is not None:  # 2.9: the Raft journal's port, and RPC/web served only as the role says
+        servers.append(alluxio_ha.start_roles(label, host, journal, properties, rpc_server, web_server, stop))
     log_event(
         "standin_started",
         program=program,
         version=version,
         keys=sorted(properties),
+        **started,
         listen=[listen_address(s) for s in servers],
     )
     return serve(servers, stop)

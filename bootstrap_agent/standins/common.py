@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any, NoReturn
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 EXIT_INVALID = 2
 """Invalid configuration: the same code ``bootstrap-agent`` uses for invalid input."""
@@ -53,6 +53,7 @@ class Response:
     status: int
     body: bytes = b""
     content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()  # e.g. a redirect's Location
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -60,6 +61,8 @@ def json_response(payload: Any, status: int = 200) -> Response:
 
 
 Route = Callable[[], Response]
+RequestRoute = Callable[[str, Mapping[str, str]], Response | None]
+"""Sees the path and query first (redirects, JSONP); ``None`` leaves the request to the plain routes."""
 
 
 def _address_family(host: str) -> socket.AddressFamily:
@@ -71,6 +74,7 @@ class RoutedHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     routes: Mapping[str, Route] = {}
+    request_route: RequestRoute | None = None
 
 
 class _RoutedHTTPServer6(RoutedHTTPServer):
@@ -89,10 +93,18 @@ class _RouteHandler(BaseHTTPRequestHandler):
 
     def _answer(self, *, send_body: bool) -> None:
         # Clients may or may not percent-encode "/slave(1)/state"; both must reach the same route.
-        path = unquote(urlsplit(self.path).path)
-        route = self.server.routes.get(path)
-        response = route() if route is not None else Response(404, b"", "text/plain")
+        target = urlsplit(self.path)
+        path = unquote(target.path)
+        response = None
+        request_route: RequestRoute | None = getattr(self.server, "request_route", None)  # not on every server
+        if request_route is not None:
+            response = request_route(path, dict(parse_qsl(target.query)))
+        if response is None:
+            route = self.server.routes.get(path)
+            response = route() if route is not None else Response(404, b"", "text/plain")
         self.send_response(response.status)
+        for name, value in response.headers:
+            self.send_header(name, value)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()

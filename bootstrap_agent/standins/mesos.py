@@ -4,7 +4,9 @@ It takes its flags the way the systemd units hand them to the real binary (``MES
 ``EnvironmentFile=``, or ``--flag=value``), refuses every name the given version and role does not know and
 the value syntax real Mesos would refuse, then listens on the real port and answers the endpoints the rest of
 the system reads (``/health``, ``/version``, ``/state``). A rendered ``/etc/default/mesos-*`` that passes here
-but not on a real cluster is a hole in the name lists, not in the rendering tests.
+but not on a real cluster is a hole in the name lists, not in the rendering tests. The agent also refuses the
+node's systemd/cgroup layout where the real one does, and a unit that would kill its executors
+(``mesos_cgroups.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, cast
 
 from bootstrap_agent.names import MESOS_VERSIONS, MesosRole, mesos_flags
 from bootstrap_agent.standins.common import (
+    EXIT_RUNTIME,
     MASK,
     Response,
     Route,
@@ -32,6 +35,8 @@ from bootstrap_agent.standins.common import (
     log_event,
     serve,
 )
+from bootstrap_agent.standins.mesos_cgroups import StartupError, check_kill_mode, check_systemd
+from bootstrap_agent.standins.mesos_webui import start_master_ui
 
 ENV_PREFIX = "MESOS_"
 DEFAULT_PORTS: Mapping[str, int] = {"master": 5050, "agent": 5051}
@@ -301,7 +306,6 @@ def _routes(role: MesosRole, version: str, flags: Mapping[str, str], listen: str
             "cluster": flags.get("cluster"),
             "flags": shown,
             "pid": pid,
-            "leader": pid,
             "slaves": [],
             "frameworks": [],
             "standin": True,
@@ -342,12 +346,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         validate(role, flags)
     except FlagError as exc:
         fail(f"{program} {version}", str(exc))
+    systemd: dict[str, Any] = {}
+    if role == "agent":
+        try:  # after the flags, as the real agent initializes systemd only once they loaded (main.cpp)
+            support = check_systemd(version, flags)
+            systemd = {"support": support, "unit": check_kill_mode(flags, support)}
+        except StartupError as exc:
+            fail(f"{program} {version}", str(exc), EXIT_RUNTIME)
     host = flags.get("ip", "0.0.0.0")
     port = int(flags.get("port", DEFAULT_PORTS[role]))
     server = http_server(f"{program} {version}", host, port)
     listen = listen_address(server)
-    server.routes = _routes(role, version, flags, listen)
-    log_event("standin_started", program=program, version=version, flags=masked_flags(flags), listen=[listen])
+    routes = _routes(role, version, flags, listen)
+    if role == "master":  # the web UI and the leader (mesos_webui.py)
+        hostname = flags.get("hostname") or socket.gethostname()
+        server.request_route = start_master_ui(version, flags, hostname, listen, f"master@{listen}", routes)
+    server.routes = routes
+    log_event("standin_started", program=program, version=version, flags=masked_flags(flags), listen=[listen],
+              **({"systemd": systemd} if systemd else {}))
     return serve([server], stop)
 
 

@@ -12,13 +12,14 @@ Jenkins on their HTTP port below their URL prefix. Only the standard library: te
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import json
 import os
 import re
-import shlex
 import socketserver
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -34,12 +35,12 @@ from bootstrap_agent.standins.common import (
     listen_address,
     log_event,
     serve,
-    tcp_listener,
 )
+from bootstrap_agent.standins.spark import spark_class
 
 DOCKER_KEYS_FILE = "docker-20.10-daemon.txt"
-SPARK_KEYS_FILE = "spark-shuffle.txt"
-_DAEMON_MEMORY = re.compile(r"^\d+[kmgKMG]$")
+#: Where the image unpacks Zeppelin (``bin/zeppelin.sh`` sets ZEPPELIN_HOME to the folder above itself).
+ZEPPELIN_HOME = "/opt/zeppelin"
 _PREFIX = re.compile(r"^/[A-Za-z0-9._-]+$")
 
 
@@ -106,37 +107,48 @@ def docker(config_file: str, host: str) -> int:
             os.unlink(path)
 
 
-# --- Spark external shuffle service ---------------------------------------------------------------------------
-def spark_properties(program: str, opts: str) -> dict[str, str]:
-    """``-Dspark.x=y`` words of ``SPARK_SHUFFLE_OPTS``/``SPARK_DAEMON_JAVA_OPTS``; unknown Spark keys refused."""
-    known = listed(SPARK_KEYS_FILE)
-    props: dict[str, str] = {}
-    for word in shlex.split(opts):
-        if not word.startswith("-D"):
-            continue  # other JVM options
-        key, sep, value = word[2:].partition("=")
-        if key.startswith("spark.") and key not in known:
-            fail(program, f"unknown property {key} (from -D{key})")
-        props[key] = value if sep else "true"
-    return props
-
-
-def spark_shuffle(environ: Mapping[str, str]) -> int:
-    program = "spark-shuffle"
-    stop = install_stop_handlers()
-    memory = environ.get("SPARK_DAEMON_MEMORY", "1g")
-    if not _DAEMON_MEMORY.match(memory):
-        fail(program, f"SPARK_DAEMON_MEMORY must look like 512m or 1g, got {memory!r}")
-    props = spark_properties(program, environ.get("SPARK_DAEMON_JAVA_OPTS", "") + " " +
-                             environ.get("SPARK_SHUFFLE_OPTS", ""))
-    host = _address(program, "SPARK_LOCAL_IP", environ.get("SPARK_LOCAL_IP"))
-    port = _port(program, "spark.shuffle.service.port", props.get("spark.shuffle.service.port", "7337"))
-    server = tcp_listener(program, host, port)
-    log_event("standin_started", program=program, listen=listen_address(server), heap=memory)
-    return serve([server], stop)
+# --- Spark external shuffle service: bin/spark-class, in bootstrap_agent/standins/spark.py ----------------------
 
 
 # --- Zeppelin and Jenkins ------------------------------------------------------------------------------------
+def _zeppelin_dir(environ: Mapping[str, str], name: str, default: str) -> str:
+    """A ZeppelinConfiguration path: relative ones count from ZEPPELIN_HOME (``getAbsoluteDir``)."""
+    value = environ.get(name) or default
+    return value if value.startswith("/") else os.path.join(environ.get("ZEPPELIN_HOME", ZEPPELIN_HOME), value)
+
+
+def zeppelin_writable_dirs(environ: Mapping[str, str], context_path: str) -> None:
+    """Zeppelin 0.11 writes two places before it listens; refuse, with its message, where it would fail.
+
+    * ``ZeppelinServer.setupWebAppContext``: the WAR's temp dir is ``ZEPPELIN_WAR_TEMPDIR`` (default
+      ``webapps`` below ZEPPELIN_HOME) + the context path; Jetty 9.4's ``WebInfConfiguration.
+      configureTempDirectory`` then fails with "Unable to create temp dir ..." or "... not useable".
+    * ``InterpreterSettingManager.init`` saves ``interpreter.json`` at every start (``LocalConfigStorage``,
+      ``FileUtils.atomicWriteToFile``: a temp file beside it) into ``ZEPPELIN_CONFIG_FS_DIR``, else the conf dir.
+    """
+    program = "zeppelin"
+    temp = _zeppelin_dir(environ, "ZEPPELIN_WAR_TEMPDIR", "webapps") + context_path
+    try:
+        os.makedirs(temp, exist_ok=True)
+    except OSError:
+        fail(program, f"java.lang.IllegalStateException: Unable to create temp dir {temp}")
+    if not os.access(temp, os.W_OK) or not os.path.isdir(temp):
+        fail(program, f"java.lang.IllegalStateException: Temp dir {temp} not useable: "
+                      f"writeable={str(os.access(temp, os.W_OK)).lower()}, dir={str(os.path.isdir(temp)).lower()}")
+    config = _zeppelin_dir(environ, "ZEPPELIN_CONFIG_FS_DIR", _zeppelin_dir(environ, "ZEPPELIN_CONF_DIR", "conf"))
+    path = config
+    try:
+        os.makedirs(config, exist_ok=True)  # Files.createDirectories
+        path = os.path.join(config, f"interpreter.json{os.getpid()}.tmp")  # Files.createTempFile beside it
+        handle, probe = tempfile.mkstemp(prefix="interpreter.json", suffix=".tmp", dir=config)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            fail(program, f"java.nio.file.AccessDeniedException: {path}")
+        fail(program, f"java.nio.file.FileSystemException: {path}: {exc.strerror}")
+
+
 def web_tool(program: str, environ: Mapping[str, str], addr: str, port: str, prefix: str) -> int:
     stop = install_stop_handlers()
     host = _address(program, addr, environ.get(addr))
@@ -144,6 +156,8 @@ def web_tool(program: str, environ: Mapping[str, str], addr: str, port: str, pre
     base = environ.get(prefix, "/").rstrip("/")
     if base and not _PREFIX.match(base):
         fail(program, f"{prefix} must be / or /name, got {environ.get(prefix)!r}")
+    if program == "zeppelin":
+        zeppelin_writable_dirs(environ, base)
     server: RoutedHTTPServer = http_server(program, host, number)
     page = f"<!doctype html><title>{program} (stand-in)</title><h1>{program} (stand-in)</h1>\n".encode()
     server.routes = {
@@ -161,15 +175,16 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     docker_cmd = sub.add_parser("docker", help="dockerd: reads --config-file, answers on -H unix://PATH")
     docker_cmd.add_argument("--config-file", default="/etc/docker/daemon.json")
     docker_cmd.add_argument("-H", "--host", default="unix:///run/docker.sock")
-    sub.add_parser("spark-shuffle", help="Spark's external shuffle service: SPARK_* variables")
+    spark_cmd = sub.add_parser("spark-class", help="Spark's bin/spark-class running the Mesos shuffle service")
+    spark_cmd.add_argument("main_class", nargs=argparse.REMAINDER, help="the class and its arguments")
     sub.add_parser("zeppelin", help="Zeppelin: ZEPPELIN_ADDR, ZEPPELIN_PORT, ZEPPELIN_SERVER_CONTEXT_PATH")
     sub.add_parser("jenkins", help="Jenkins: JENKINS_LISTEN_ADDRESS, JENKINS_PORT, JENKINS_PREFIX")
     args = parser.parse_args(argv)
     env = os.environ if environ is None else environ
     if args.program == "docker":
         return docker(args.config_file, args.host)
-    if args.program == "spark-shuffle":
-        return spark_shuffle(env)
+    if args.program == "spark-class":
+        return spark_class(args.main_class, env)
     if args.program == "zeppelin":
         return web_tool("zeppelin", env, "ZEPPELIN_ADDR", "ZEPPELIN_PORT", "ZEPPELIN_SERVER_CONTEXT_PATH")
     return web_tool("jenkins", env, "JENKINS_LISTEN_ADDRESS", "JENKINS_PORT", "JENKINS_PREFIX")

@@ -32,6 +32,22 @@ SUPERVISOR_MODULE = "provision_min.local.supervise"
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 EXIT_REBOOT = 133  #: systemd-nspawn's exit status when the container asked for a reboot
 
+# The cgroup layout a container boots with (systemd-nspawn(1), $SYSTEMD_NSPAWN_UNIFIED_HIERARCHY in systemd's
+# docs/ENVIRONMENT.md): "legacy" is cgroup v1 only, with the name=systemd hierarchy that Mesos agents need
+# (systemd tracks processes there, so executors moved to mesos_executors.slice outlive the agent) and every
+# controller as a v1 hierarchy (read-only inside: nspawn delegates no v1 controller); "unified" is cgroup v2
+# only (Debian 12's default boot); "hybrid" is nspawn's choice on a hybrid host like this one.
+CGROUP_LAYOUTS = ("legacy", "hybrid", "unified")
+NODE_CGROUP_LAYOUT = "legacy"  #: what the image asks of an OTC kernel (image/install-node.sh): the same here
+
+
+def nspawn_environment(layout: str) -> dict[str, str]:
+    """The variables that make systemd-nspawn boot ``layout``."""
+    if layout not in CGROUP_LAYOUTS:
+        raise ValueError(f"cgroup layout {layout!r}: one of {', '.join(CGROUP_LAYOUTS)}")
+    return {"legacy": {"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "0"}, "hybrid": {},
+            "unified": {"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}}[layout]
+
 
 class MachineError(ProvisionError):
     """An instance could not be started, controlled or removed."""
@@ -47,6 +63,7 @@ class MachineSpec:
     bridge: str
     node_dir: str
     stop_timeout: float = 30.0
+    cgroup_layout: str = NODE_CGROUP_LAYOUT
 
     @property
     def folder(self) -> Path:

@@ -9,6 +9,8 @@ keeps one folder per node address. Run as ``python3 -m provision_min.local.metad
 * ``GET /openstack/latest/meta_data.json`` → ``meta_data.json``, the same way
 * ``GET /openstack/latest/securitykey``    → ``securitykey`` (an agency's temporary keys), the same way
 * a file ``fail_status`` holding e.g. ``503`` makes every answer that status (the 5xx path, for tests).
+* a file ``headers.json`` (a JSON object) adds its headers to every answer, e.g. ``Cache-Control: no-store``
+  as a metadata service may send (the nginx cache on the node must keep its copy all the same).
 
 Files are read on every request, so answers change by (atomically) replacing files. One JSON line per
 request goes to stderr; with ``--port 0`` the first line says which port was bound. SIGTERM → exit 0.
@@ -33,6 +35,7 @@ ROUTES: dict[str, tuple[str, str]] = {
     "/openstack/latest/securitykey": ("securitykey", "application/json"),
 }
 FAIL_FILE = "fail_status"
+HEADERS_FILE = "headers.json"
 
 
 def _log(stream: IO[str], **fields: Any) -> None:
@@ -67,12 +70,26 @@ class _Handler(BaseHTTPRequestHandler):
         except (OSError, ValueError) as exc:  # a file replaced mid-read, or a bad fail_status
             status, body, ctype = 500, f"{exc}\n".encode(), "text/plain"
         self.send_response(status)
+        for name, value in self._extra_headers().items():
+            self.send_header(name, value)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
         _log(sys.stderr, event="request", client=self.client_address[0], method="GET", path=path,
              status=status, bytes=len(body), file=source)
+
+    def _extra_headers(self) -> dict[str, str]:
+        found = self._pick(HEADERS_FILE)
+        if found is None:
+            return {}
+        try:
+            headers = json.loads(found.read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(headers, dict):
+            return {}
+        return {str(k): str(v) for k, v in headers.items() if "\n" not in f"{k}{v}"}
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the default access log: requests are logged as JSON in ``do_GET``."""

@@ -48,7 +48,8 @@ class Supervisor:
         self.boots += 1
         print(f"--- provision-min: boot {self.boots} of {self.spec.name}", flush=True)
         return subprocess.Popen(["sh", "-c", script, "sh", *self.spec.nspawn_argv()], stdin=subprocess.DEVNULL,
-                                env={"PATH": machine.CONTAINER_PATH, "LC_ALL": "C.UTF-8"})
+                                env={"PATH": machine.CONTAINER_PATH, "LC_ALL": "C.UTF-8",
+                                     **machine.nspawn_environment(self.spec.cgroup_layout)})
 
     def wait(self, proc: subprocess.Popen[bytes]) -> int:
         """systemd-nspawn's exit status; a stop request becomes SIGTERM (a clean poweroff), then SIGKILL."""

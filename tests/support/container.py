@@ -475,8 +475,13 @@ class Container:
         persistent: bool = False,
         machine_uuid: uuid.UUID | None = None,
         boot_args: Sequence[str] = (),
+        cgroup_layout: str = "hybrid",
     ) -> None:
         self.rootfs = Path(rootfs)
+        #: ``machine.CGROUP_LAYOUTS``: "hybrid" (systemd-nspawn's default on this host), "legacy" (as the local
+        #: cloud's nodes boot), "unified" (Debian 12's default boot)
+        self.nspawn_env = machine.nspawn_environment(cgroup_layout)
+        self.cgroup_layout = cgroup_layout
         self.name = name or f"{NAME_PREFIX}{os.getpid()}-{next(_counter)}"
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", self.name):
             raise ValueError(f"bad container name {self.name!r}")
@@ -594,7 +599,7 @@ class Container:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a ^C to pytest reaches pytest, which then stops us cleanly
-                env={"PATH": os.environ.get("PATH", CONTAINER_PATH), "LC_ALL": "C.UTF-8"},
+                env={"PATH": os.environ.get("PATH", CONTAINER_PATH), "LC_ALL": "C.UTF-8", **self.nspawn_env},
             )
         self.boots += 1
         self.pid = self._find_systemd(started + self.boot_timeout)

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from provision_min.local.metadata_service import FAIL_FILE
+from provision_min.local.metadata_service import FAIL_FILE, HEADERS_FILE
 
 if TYPE_CHECKING:
     from tests.support.netns import TestNode
@@ -168,6 +168,10 @@ class MetadataServer:
     def set_fail_status(self, status: int | None, *, client_ip: str | None = None) -> None:
         """Answer every request with ``status`` (e.g. 503) until called with None."""
         self._write(FAIL_FILE, None if status is None else f"{status}\n".encode(), client_ip)
+
+    def set_headers(self, headers: Mapping[str, str] | None, *, client_ip: str | None = None) -> None:
+        """Add ``headers`` to every answer (e.g. ``Cache-Control: no-store``) until called with None."""
+        self._write(HEADERS_FILE, None if headers is None else json.dumps(dict(headers)).encode(), client_ip)
 
     # -- what happened --------------------------------------------------------------------------------------
     def log_text(self) -> str:

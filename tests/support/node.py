@@ -109,7 +109,7 @@ class Node:
     def snapshot(self) -> dict[str, tuple[int, int, str]]:
         """Every file the agent could touch: path -> (mtime, mode, sha256). Data that the running services
         write themselves (ZooKeeper's transaction log, service logs, pid files) is left out."""
-        skip = ("var/lib/zookeeper/version-2", "var/log", "run", "var/lib/nginx")
+        skip = ("var/lib/zookeeper/data/version-2", "var/log", "run", "var/lib/nginx")
         result = {}
         for path in sorted(self.root.rglob("*")):
             rel = path.relative_to(self.root).as_posix()
