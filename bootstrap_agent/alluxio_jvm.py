@@ -5,7 +5,7 @@ Heaps: without options Alluxio's ``bin/launch-process`` (2.9.3) gives the worker
 the master ``-Xmx8g`` and the worker ``-Xmx4g``: on an agent that is memory the RAM-disk fit check has already
 offered to Mesos tasks. So every Alluxio process gets explicit ``-Xms/-Xmx`` and ``-XX:MaxDirectMemorySize``
 from the same memory plan that the fit check uses: the worker's and the proxy's sizes are part of an agent's
-reserve (``plan.agent_memory``), a master's heap is what ``master_memory`` leaves it.
+reserve (``plan.memory.agent_memory``), a master's heap is what ``master_memory`` leaves it.
 
 Signing: the AWS SDK in Alluxio 2.9's S3A under-FS signs with SigV4 for the region named by
 ``alluxio.underfs.s3.endpoint.region``, else one it parses from the endpoint's host name, which works for
@@ -26,7 +26,7 @@ from bootstrap_agent.facts import Facts
 from bootstrap_agent.schema import AlluxioSettings, Settings
 from bootstrap_agent.sizes import GiB, MiB, format_size
 
-# Agents (part of plan.agent_memory's reserve; plan.ALLUXIO_WORKER_JVM is the worker's total).
+# Agents (part of plan.memory.agent_memory's reserve; plan.memory.ALLUXIO_WORKER_JVM is the worker's total).
 ALLUXIO_WORKER_HEAP = 512 * MiB
 ALLUXIO_WORKER_DIRECT = 512 * MiB  # block reads/writes over the network go through direct buffers
 ALLUXIO_PROXY_HEAP = 256 * MiB

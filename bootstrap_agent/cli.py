@@ -120,7 +120,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_once(args: argparse.Namespace) -> int:
     from bootstrap_agent import logs
     from bootstrap_agent.errors import AgentError
-    from bootstrap_agent.once import Options, run_once
+    from bootstrap_agent.inputs import Options
+    from bootstrap_agent.once import run_once
 
     logs.configure(args.log_level)
     log = logs.get()
@@ -145,7 +146,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     from bootstrap_agent import logs, tls
     from bootstrap_agent.errors import InvalidInput, SourceUnavailable
     from bootstrap_agent.install import install, write_atomic
-    from bootstrap_agent.plan import DASHBOARD_CERT, DASHBOARD_KEY, Layout, plan
+    from bootstrap_agent.layout import Layout
+    from bootstrap_agent.node_paths import DASHBOARD_CERT, DASHBOARD_KEY
+    from bootstrap_agent.plan import plan
     from bootstrap_agent.schema import parse_user_data
 
     logs.configure(args.log_level)
@@ -194,8 +197,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def _load_peers(path: Path) -> Any:
+    from bootstrap_agent.desired import Peers
     from bootstrap_agent.errors import InvalidInput
-    from bootstrap_agent.plan import Peers
 
     try:
         data = json.loads(path.read_text("utf-8"))
@@ -208,7 +211,7 @@ def _load_peers(path: Path) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bootstrap_agent import daemon, logs
-    from bootstrap_agent.once import Options
+    from bootstrap_agent.inputs import Options
 
     logs.configure(args.log_level)
     options = daemon.DaemonOptions(
@@ -223,7 +226,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _cluster_settings(args: argparse.Namespace) -> tuple[Any, Any]:
     """The cluster's settings and user-data document, from --user-data or the node's last good copy."""
     from bootstrap_agent.errors import InvalidInput
-    from bootstrap_agent.plan import Layout
+    from bootstrap_agent.layout import Layout
     from bootstrap_agent.schema import decode_user_data, validate
     from bootstrap_agent.state import State
 
@@ -335,7 +338,7 @@ def _print_members(args: argparse.Namespace, settings: Any, members: Any) -> int
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from bootstrap_agent.plan import Layout
+    from bootstrap_agent.layout import Layout
     from bootstrap_agent.state import State
 
     if args.cluster:

@@ -23,25 +23,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bootstrap_agent import logs
+from bootstrap_agent.apply import apply
 from bootstrap_agent.cluster import ClusterStore, ClusterUnavailable, Store
+from bootstrap_agent.desired import Peers
 from bootstrap_agent.errors import InvalidInput, SourceUnavailable
 from bootstrap_agent.facts import Facts
+from bootstrap_agent.inputs import Inputs, Options, commit_inputs, node_facts, read_inputs
+from bootstrap_agent.layout import Layout
 from bootstrap_agent.member import Member
-from bootstrap_agent.once import (
-    Inputs,
-    Options,
-    Outcome,
-    apply,
-    commit_inputs,
-    make_manager,
-    node_facts,
-    read_inputs,
-    save_status,
-)
-from bootstrap_agent.plan import Layout, Peers, plan
+from bootstrap_agent.plan import plan
 from bootstrap_agent.schema import Settings, validate, with_overrides
 from bootstrap_agent.sdnotify import Notifier
+from bootstrap_agent.services import make_manager
 from bootstrap_agent.state import State
+from bootstrap_agent.status import Outcome, save_status
 from bootstrap_agent.zk.paths import ensemble
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootstrap_agent.checkers import CHECKERS
-from bootstrap_agent.plan import DesiredFile, Layout
+from bootstrap_agent.desired import DesiredFile
+from bootstrap_agent.layout import Layout
 
 
 @dataclass

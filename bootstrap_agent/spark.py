@@ -78,7 +78,7 @@ class SparkNode:
 
 @dataclass(frozen=True)
 class SparkFile:
-    """A file for the plan (``plan.py`` makes it a ``DesiredFile``)."""
+    """A file for the plan (``plan.common.spark_client`` makes it a ``DesiredFile``)."""
 
     path: str
     text: str

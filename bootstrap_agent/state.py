@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap_agent.install import write_atomic
-from bootstrap_agent.plan import Layout
+from bootstrap_agent.layout import Layout
 
 STATE_DIR = "/var/lib/bootstrap-agent"
 KEEP_ON_FIRST_BOOT = ("www",)

@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from bootstrap_agent import logs
 from bootstrap_agent.names import ALLUXIO_VERSIONS, MESOS_VERSIONS
 from image.recipe import BuildError, NodeOptions
 
@@ -34,8 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     _node_options(local)
     local.add_argument("--size", action="store_true", help="also measure the image's size (du, a few seconds)")
 
-    otc = builders.add_parser("otc", help="a private image on Open Telekom Cloud (credentials from OS_*, OBS_*)")
+    otc = builders.add_parser("otc", help="a private image on Open Telekom Cloud (credentials from clouds.yaml "
+                              "or OS_*, OBS keys from OBS_*)")
     _node_options(otc)
+    otc.add_argument("--cloud", "--os-cloud", dest="cloud", metavar="NAME",
+                     help="the cloud in clouds.yaml (default: $OS_CLOUD, else OS_* variables), as for provision-min")
     otc.add_argument("--name", required=True, help="name of the private image")
     otc.add_argument("--vpc-id", required=True)
     otc.add_argument("--subnet-id", required=True, help="subnet (network) id of the build ECS's NIC")
@@ -52,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logs.configure()  # JSON lines on stderr (the OTC client's calls); stdout keeps the one JSON result
     try:
         options = _options(args)
     except ValueError as exc:
@@ -79,7 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 availability_zone=args.availability_zone, flavor=args.flavor, key_name=args.key_name,
                 base_image_id=args.base_image_id, public_ip=args.public_ip,
             )
-            builder = OtcImageBuilder(settings, OtcCredentials.from_env(), options,
+            credentials = OtcCredentials.from_env(cloud=args.cloud, region=args.region)
+            builder = OtcImageBuilder(settings, credentials, options, cache_token=True,
                                       progress=lambda line: print(f"image: {line}", file=sys.stderr))
             image = builder.build()
             result = {"image_id": image.image_id, "name": image.name,

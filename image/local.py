@@ -9,7 +9,8 @@ Two cached layers under ``/var/cache/bootstrap-agent/images/``, each named by th
 * ``node-<digest>``: a copy of the base on which ``install-node.sh`` runs completely in the chroot: the agent
   from a wheel of this source tree, its dependencies from a wheelhouse downloaded on the host with
   ``pip download`` (the chroot installs offline), units, nginx, identity removed. Its recipe adds the digest
-  of the install script and units, of the agent's sources, the dependency list and the options (~20 s).
+  of the install script and units, of the agent's sources (and, with stand-ins, of ``standins/``), the
+  dependency list and the options (~20 s).
 
 Builds happen in a temporary folder beside the cache entry, are renamed into place when complete, and run
 under a file lock: concurrent sessions never build the same layer twice nor see half a tree. An unchanged
@@ -42,12 +43,14 @@ from image.recipe import (
     BuildError,
     NodeOptions,
     _run,
+    build_standins_wheel,
     build_wheel,
     dependencies,
     download_wheelhouse,
     package_list,
     recipe_files_digest,
     source_digest,
+    standins_digest,
 )
 
 CACHE_ROOT_ENV = "BOOTSTRAP_AGENT_IMAGE_CACHE"  #: another cache folder (e.g. to measure a cold build)
@@ -138,10 +141,12 @@ def base_recipe(options: NodeOptions, project_dir: Path = PROJECT_DIR) -> str:
 
 def node_recipe(options: NodeOptions, base_digest: str, project_dir: Path = PROJECT_DIR) -> str:
     env = " ".join(f"{k}={v}" for k, v in sorted(options.env().items()))
+    standins = f"stand-in sources {standins_digest(project_dir)}\n" if options.standins else ""
     return (
         f"base {base_digest}\n"
         f"install script and units {recipe_files_digest(project_dir)}\n"
         f"agent sources {source_digest(project_dir)}\n"
+        f"{standins}"
         f"dependencies (python {NODE_PYTHON}) {' '.join([*dependencies(project_dir), *IMAGE_WHEELS, PYSPARK])}\n"
         f"options {env}\n"
     )
@@ -388,10 +393,13 @@ class LocalBuilder:
         stage = _stage(rootfs, self.project_dir)
         wheel = build_wheel(stage / "dist", self.project_dir, log, wheelhouse)
         shutil.copytree(wheelhouse, stage / "wheelhouse")
-        seconds["wheel"] = time.monotonic() - step
-        step = time.monotonic()
         inside = Path("/") / STAGE
         extra_env = {"AGENT_SOURCE": str(inside / "dist" / wheel.name), "WHEELHOUSE": str(inside / "wheelhouse")}
+        if self.options.standins:  # a distribution of their own, installed only into the stand-in image
+            standins = build_standins_wheel(stage / "dist", self.project_dir, log, wheelhouse)
+            extra_env["STANDINS_SOURCE"] = str(inside / "dist" / standins.name)
+        seconds["wheel"] = time.monotonic() - step
+        step = time.monotonic()
         java = sorted(wheelhouse.glob(ALLUXIO_JAVA_WHEEL))
         if java and not self.options.alluxio_java:  # the Alluxio units' Java 11, from the wheelhouse (offline)
             extra_env["ALLUXIO_JAVA"] = str(inside / "wheelhouse" / java[-1].name)

@@ -1,9 +1,10 @@
 """What goes into a node image, shared by both builders: the install script's inputs and the agent's wheel.
 
 An image is made of: ``image/install-node.sh`` (the only install script), the unit files in ``systemd/``, the
-agent (a wheel built from this source tree) and its dependencies, and the variables the script reads
-(``NodeOptions.env()``). ``source_digest()`` names the agent's sources by content, so a cache keyed on it is
-rebuilt exactly when something that ends up in the wheel changed.
+agent (a wheel built from this source tree) and its dependencies, with ``STANDINS=yes`` the stand-ins (a wheel
+of their own distribution, ``standins/``), and the variables the script reads (``NodeOptions.env()``).
+``source_digest()`` and ``standins_digest()`` name those sources by content, so a cache keyed on them is rebuilt
+exactly when something that ends up in a wheel changed.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ INSTALL_SCRIPT = Path("image/install-node.sh")  # below the project folder
 UNITS_DIR = Path("systemd")
 #: What the wheel is built from (setuptools' package discovery and package data, plus the metadata files).
 WHEEL_SOURCES = ("pyproject.toml", "README.md", "bootstrap_agent", "provision_min")
+#: The stand-ins' distribution (its own pyproject.toml): only the stand-in image installs it.
+STANDINS_DIR = "standins"
 #: The Python of Debian 12, which runs the agent's venv on every node.
 NODE_PYTHON = "3.11"
 
@@ -81,9 +84,9 @@ def package_list(options: NodeOptions, project_dir: Path = PROJECT_DIR) -> list[
     return result.stdout.split()
 
 
-def _source_files(project_dir: Path) -> list[Path]:
+def _source_files(project_dir: Path, names: Iterable[str] = WHEEL_SOURCES) -> list[Path]:
     files: list[Path] = []
-    for name in WHEEL_SOURCES:
+    for name in names:
         path = project_dir / name
         if path.is_file():
             files.append(path)
@@ -107,6 +110,16 @@ def digest_files(root: Path, files: Iterable[Path]) -> str:
 def source_digest(project_dir: Path = PROJECT_DIR) -> str:
     """Content hash of everything the agent's wheel is built from."""
     return digest_files(project_dir, _source_files(project_dir))
+
+
+def standins_files(project_dir: Path = PROJECT_DIR) -> list[Path]:
+    """The stand-ins' distribution as it is built or shipped: no byte code, no editable install's egg-info."""
+    return _source_files(project_dir, [STANDINS_DIR])
+
+
+def standins_digest(project_dir: Path = PROJECT_DIR) -> str:
+    """Content hash of everything the stand-ins' wheel is built from."""
+    return digest_files(project_dir, standins_files(project_dir))
 
 
 def recipe_files_digest(project_dir: Path = PROJECT_DIR) -> str:
@@ -161,24 +174,37 @@ def build_wheel(out_dir: Path, project_dir: Path = PROJECT_DIR, log: Path | None
 
     With ``wheelhouse`` (holding the build requirements) the build is isolated and offline.
     """
+    return _build_wheel(out_dir, project_dir, _source_files(project_dir), "bootstrap_agent", log, wheelhouse)
+
+
+def build_standins_wheel(out_dir: Path, project_dir: Path = PROJECT_DIR, log: Path | None = None,
+                         wheelhouse: Path | None = None) -> Path:
+    """The stand-ins' wheel (``standins/pyproject.toml``), built like the agent's."""
+    root = project_dir / STANDINS_DIR
+    return _build_wheel(out_dir, root, standins_files(project_dir), "bootstrap_agent_standins", log, wheelhouse)
+
+
+def _build_wheel(out_dir: Path, root: Path, files: Iterable[Path], name: str, log: Path | None,
+                 wheelhouse: Path | None) -> Path:
+    """``pip wheel`` of a copy of ``files`` (laid out as below ``root``), which must make one wheel ``name-*``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ba-wheel-") as tmp:
         src = Path(tmp, "src")
-        for path in _source_files(project_dir):
-            target = src / path.relative_to(project_dir)
+        for path in files:
+            target = src / path.relative_to(root)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
         dist = Path(tmp, "dist")
         pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "--wheel-dir",
                str(dist)]
+        what = f"pip wheel ({name})"
         if wheelhouse is not None:
-            _run([*pip, "--no-index", "--find-links", str(wheelhouse), str(src)], "pip wheel (bootstrap-agent)",
-                 log, 300)
+            _run([*pip, "--no-index", "--find-links", str(wheelhouse), str(src)], what, log, 300)
         else:
-            _run([*pip, str(src)], "pip wheel (bootstrap-agent)", log, 600)
-        wheels = sorted(dist.glob("bootstrap_agent-*.whl"))
+            _run([*pip, str(src)], what, log, 600)
+        wheels = sorted(dist.glob(f"{name}-*.whl"))
         if len(wheels) != 1:
-            raise BuildError(f"pip wheel made {[w.name for w in wheels]}, expected one bootstrap_agent wheel")
+            raise BuildError(f"pip wheel made {[w.name for w in wheels]}, expected one {name} wheel")
         final = out_dir / wheels[0].name
         shutil.move(str(wheels[0]), final)
     return final

@@ -1,63 +1,104 @@
-"""Service endpoints from the token's catalog; the documented eu-de style hosts only as the fallback."""
+"""Service endpoints from the token's catalog; the documented eu-de style hosts only as the fallback.
+
+Each client names the services it calls (the provisioner VPC, ECS and AS; the image builder ECS, IMS and
+OBS), so a catalog without IMS is no reason for the provisioner to warn.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-# Catalog type -> the path below the host that the documented API calls start from (the project id follows).
-SERVICES: dict[str, str] = {"vpc": "/v1", "ecs": "/v1", "as": "/autoscaling-api/v1"}
+
+@dataclass(frozen=True)
+class Service:
+    """Where a service's documented calls start: its catalog type and the path below the host."""
+
+    type: str
+    path: str  #: "{project_id}" is filled in; "" for APIs called at the host (OBS's S3 API)
+
+
+PROJECT = "{project_id}"
+SERVICES: dict[str, Service] = {
+    "vpc": Service("vpc", "/v1/" + PROJECT),
+    "ecs": Service("ecs", "/v1/" + PROJECT),  # also its asynchronous jobs: /jobs/{job_id}
+    "as": Service("as", "/autoscaling-api/v1/" + PROJECT),
+    "ims": Service("ims", "/v2"),  # the image calls (/cloudimages, /images) are not project-scoped
+    "ims_jobs": Service("ims", "/v1/" + PROJECT),  # IMS's asynchronous jobs: /jobs/{job_id}
+    "obs": Service("obs", ""),
+}
+PROVISIONER_SERVICES = ("vpc", "ecs", "as")
 FALLBACK_HOST = "https://{service}.{region}.otc.t-systems.com"
 URL_TEMPLATES = ("$(tenant_id)s", "%(tenant_id)s", "$(project_id)s", "%(project_id)s", "{project_id}", "{tenant_id}")
 
 
 @dataclass(frozen=True)
 class Endpoints:
-    """Base URL of each service, ending with the project id; the documented paths are appended to it."""
+    """Base URL of each service (ending with the project id where its calls are project-scoped); the
+    documented paths are appended to it."""
 
-    vpc: str
-    ecs: str
-    as_: str
+    urls: Mapping[str, str]
 
     def base(self, service: str) -> str:
-        return {"vpc": self.vpc, "ecs": self.ecs, "as": self.as_}[service]
+        return self.urls[service]
+
+    @property
+    def vpc(self) -> str:
+        return self.urls["vpc"]
+
+    @property
+    def ecs(self) -> str:
+        return self.urls["ecs"]
+
+    @property
+    def as_(self) -> str:
+        return self.urls["as"]
 
 
-def fallback_endpoints(region: str, project_id: str) -> Endpoints:
+def _fallback(service: str, region: str, project_id: str) -> str:
+    spec = SERVICES[service]
+    return FALLBACK_HOST.format(service=spec.type, region=region) + spec.path.replace(PROJECT, project_id)
+
+
+def fallback_endpoints(region: str, project_id: str, services: Sequence[str] = PROVISIONER_SERVICES) -> Endpoints:
     """The documented hosts (``https://vpc.eu-de.otc.t-systems.com/v1/{project_id}``, ...)."""
-    host = FALLBACK_HOST.format
-    urls = {svc: host(service=svc, region=region) + path + "/" + project_id for svc, path in SERVICES.items()}
-    return Endpoints(vpc=urls["vpc"], ecs=urls["ecs"], as_=urls["as"])
+    return Endpoints({service: _fallback(service, region, project_id) for service in services})
 
 
-def endpoints_from_catalog(catalog: Any, region: str, project_id: str) -> tuple[Endpoints, list[str]]:
+def endpoints_from_catalog(
+    catalog: Any, region: str, project_id: str, services: Sequence[str] = PROVISIONER_SERVICES
+) -> tuple[Endpoints, list[str]]:
     """Endpoints from the token's catalog; the second value names services that fell back to the table."""
     urls: dict[str, str] = {}
     fallback: list[str] = []
     entries = catalog if isinstance(catalog, list) else []
-    for service, version_path in SERVICES.items():
-        url = _catalog_url(entries, service, region)
+    for service in services:
+        spec = SERVICES[service]
+        url = _catalog_url(entries, spec.type, region)
         if url is None:
             fallback.append(service)
-            urls[service] = FALLBACK_HOST.format(service=service, region=region) + version_path + "/" + project_id
+            urls[service] = _fallback(service, region, project_id)
             continue
         for template in URL_TEMPLATES:
             url = url.replace(template, project_id)
         url = url.rstrip("/")
         path = urlsplit(url).path.rstrip("/")
-        if path.endswith("/" + project_id):
+        full = spec.path.replace(PROJECT, project_id)
+        version = spec.path.removesuffix("/" + PROJECT)
+        if path.endswith(full):
             urls[service] = url
-        elif path.endswith(version_path):
+        elif version != spec.path and path.endswith(version):
             urls[service] = f"{url}/{project_id}"
         else:
-            urls[service] = f"{url}{version_path}/{project_id}"
-    return Endpoints(vpc=urls["vpc"], ecs=urls["ecs"], as_=urls["as"]), fallback
+            urls[service] = url + full
+    return Endpoints(urls), fallback
 
 
-def _catalog_url(entries: list[Any], service: str, region: str) -> str | None:
+def _catalog_url(entries: list[Any], service_type: str, region: str) -> str | None:
     for entry in entries:
-        if not isinstance(entry, dict) or entry.get("type") != service:
+        if not isinstance(entry, dict) or entry.get("type") != service_type:
             continue
         endpoints = [e for e in entry.get("endpoints") or [] if isinstance(e, dict) and e.get("url")]
         public = [e for e in endpoints if e.get("interface", "public") == "public"]

@@ -60,19 +60,10 @@ def check_bucket(config: ClusterConfig, *, create: bool = False) -> str:
     secret_key = str(credentials.get("secret_access_key", ""))
     logs.register_secrets(access_key, secret_key, source="s3-keys")
 
-    import boto3
-    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
-    client = boto3.client(
-        "s3",
-        endpoint_url=where.endpoint,
-        region_name=where.region,
-        aws_access_key_id=access_key,
-        aws_secret_access_key=secret_key,
-        config=Config(signature_version="s3v4", retries={"max_attempts": ATTEMPTS, "mode": "standard"},
-                      connect_timeout=10, read_timeout=30),
-    )
+    client = s3_client(where.endpoint, where.region, access_key, secret_key, attempts=ATTEMPTS,
+                       connect_timeout=10, read_timeout=30)
 
     def list_bucket() -> None:
         client.list_objects_v2(Bucket=where.bucket, Prefix=where.prefix, MaxKeys=1)
@@ -93,6 +84,20 @@ def check_bucket(config: ClusterConfig, *, create: bool = False) -> str:
         raise ObsError(f"cannot reach OBS at {where.endpoint} to check bucket {where.bucket}: {exc}") from None
     log.info("obs_bucket_ok", bucket=where.bucket, endpoint=where.endpoint)
     return f"bucket {where.bucket} exists at {where.endpoint} and the keys can list it"
+
+
+def s3_client(endpoint: str, region: str, access_key: str, secret_key: str, *, attempts: int,
+              **timeouts: float) -> Any:
+    """boto3's S3 client for OBS (signature v4, botocore's standard retries), for the bucket check and the
+    image builder alike; boto3 is imported here, so only the commands that talk to OBS load it."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3", endpoint_url=endpoint, region_name=region, aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        config=Config(signature_version="s3v4", retries={"max_attempts": attempts, "mode": "standard"}, **timeouts),
+    )
 
 
 def _code(exc: Any) -> str:

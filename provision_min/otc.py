@@ -11,34 +11,52 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import requests
 
 from bootstrap_agent import logs
-from provision_min.catalog import Endpoints, endpoints_from_catalog
+from provision_min.catalog import PROVISIONER_SERVICES, Endpoints, endpoints_from_catalog
+from provision_min.credentials import CloudAuth
 from provision_min.errors import ApiError, NotFoundError, ProvisionError
 from provision_min.http import HTTP_TIMEOUT, error_from_response
-from provision_min.token import TokenSource
+from provision_min.token import TokenSource, default_cache_dir
 
 
 class OtcClient:
     """Calls below the services' base URLs (``client.get("vpc", "/vpcs")``); counts every call it makes."""
 
-    def __init__(self, tokens: TokenSource, http: requests.Session, region: str) -> None:
+    def __init__(self, tokens: TokenSource, http: requests.Session, region: str,
+                 services: Sequence[str] = PROVISIONER_SERVICES) -> None:
         self.tokens = tokens
         self.http = http
         self.region = region
+        self.services = tuple(services)  # the catalog entries this client calls (``provision_min.catalog``)
         self.calls = tokens.calls  # (method, url) of every call, the token request included
         self._endpoints: Endpoints | None = None
+
+    @classmethod
+    def connect(cls, auth: CloudAuth, region: str, env: Mapping[str, str], *, cache_token: bool = True,
+                services: Sequence[str] = PROVISIONER_SERVICES, http: requests.Session | None = None) -> OtcClient:
+        """A client logging in with ``auth``; the token shared with every command through the user's cache."""
+        http = http or requests.Session()
+        cache_dir: Path | None = default_cache_dir(env) if cache_token else None
+        return cls(TokenSource(auth, http, cache_dir=cache_dir), http, region, services)
+
+    @property
+    def project_id(self) -> str:
+        return self.tokens.token().project_id
 
     @property
     def endpoints(self) -> Endpoints:
         if self._endpoints is None:
             token = self.tokens.token()
-            self._endpoints, fallback = endpoints_from_catalog(token.catalog, self.region, token.project_id)
+            self._endpoints, fallback = endpoints_from_catalog(
+                token.catalog, self.region, token.project_id, self.services
+            )
             if fallback:
                 logs.get("provision-min").warning("endpoint_fallback", services=fallback, region=self.region)
         return self._endpoints

@@ -25,15 +25,10 @@ class OtcCloud:
     offline: bool = False  # plan only: assume an empty project, ask no API
 
     def client(self) -> OtcClient:
-        import requests
-
         from provision_min.credentials import load_auth
-        from provision_min.token import TokenSource, default_cache_dir
 
         auth = load_auth(self.cloud_name, dict(self.env), region=self.config.region)
-        http = requests.Session()
-        tokens = TokenSource(auth, http, cache_dir=default_cache_dir(self.env))
-        return OtcClient(tokens, http, self.config.region)
+        return OtcClient.connect(auth, self.config.region, self.env)
 
     def plan(self) -> int:
         from provision_min.up import run_plan

@@ -17,6 +17,7 @@ from typing import Any
 from bootstrap_agent import logs
 from provision_min import userdata
 from provision_min.errors import ApiError, ProvisionError, ResourceFailed
+from provision_min.jobs import wait_job
 from provision_min.otc import OtcClient
 from provision_min.plan import Call, Ref, Step, UserData, Wait, render_path
 from provision_min.wait import Poller, Progress
@@ -174,17 +175,8 @@ class Runner:
     def _ecs_job(self, ref: str, resource: str) -> None:
         """Poll an ECS job; for a creation, the server id comes from the job when the answer lacked it."""
         job_id = self._id(ref)
-
-        def probe() -> Progress[dict[str, Any]]:
-            job = self.client.get("ecs", f"/jobs/{job_id}")
-            job = job if isinstance(job, dict) else {}
-            status = str(job.get("status", "unknown"))
-            if status == "FAIL":
-                reason = job.get("fail_reason") or "no reason given"
-                raise ResourceFailed(f"ECS job {job_id} for {resource} failed: {reason}")
-            return Progress(status == "SUCCESS", status, job)
-
-        job = self.poller.until(f"ECS job {job_id} ({resource})", probe, TIMEOUTS["ecs_job"]) or {}
+        job = wait_job(self.client, self.poller, "ecs", job_id, f"ECS job {job_id} for {resource}",
+                       TIMEOUTS["ecs_job"])
         if ref.startswith("job:"):
             server_key = "server:" + ref.removeprefix("job:")
             if not self.ids.get(server_key):

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bootstrap_agent.plan import ALLUXIO_UI_PORT, MESOS_UI_PORT
+from bootstrap_agent.ports import ALLUXIO_UI_PORT, MESOS_UI_PORT
 from provision_min.config import ClusterConfig
 
 # bootstrap-agent's dashboards on the master: HTTPS with basic auth (port 80 stays the loopback metadata cache)

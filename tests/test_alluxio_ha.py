@@ -23,10 +23,12 @@ from typing import Any
 import pytest
 
 from bootstrap_agent.facts import Facts
-from bootstrap_agent.plan import ALLUXIO_SITE, Layout, plan
+from bootstrap_agent.layout import Layout
+from bootstrap_agent.node_paths import ALLUXIO_SITE
+from bootstrap_agent.plan import plan
 from bootstrap_agent.schema import validate
 from bootstrap_agent.sizes import GiB
-from bootstrap_agent.standins.alluxio_ha import H2_SETTINGS, PRIMARY, STANDBY, ask, elect
+from standins.alluxio_ha import H2_SETTINGS, PRIMARY, STANDBY, ask, elect
 from tests.support.container import TestNetwork
 from tests.support.metadata_server import MetadataServer
 from tests.support.netns import TestNode
@@ -35,7 +37,7 @@ from tests.support.node import METADATA_IP, Node, meta_data
 
 MASTERS = ["10.66.1.10", "10.66.1.11", "10.66.1.12"]
 RPC, WEB, JOURNAL = 19998, 19999, 19200
-STANDIN = [sys.executable, "-m", "bootstrap_agent.standins.alluxio"]
+STANDIN = [sys.executable, "-m", "standins.alluxio"]
 
 
 def user_data(masters: list[str]) -> dict[str, Any]:

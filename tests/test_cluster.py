@@ -34,6 +34,7 @@ from bootstrap_agent.cluster import (
     ConfigInvalid,
 )
 from bootstrap_agent.member import Member, PeerInvalid
+from tests.support.waiting import wait_for
 from tests.support.zookeeper import ZooKeeperServer
 
 SECRET = "s3cret-for-tests-0123456789"
@@ -99,17 +100,6 @@ class ListLog:
     def text(self) -> str:
         with self._lock:
             return json.dumps(self.records, default=str)
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    end = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() >= end:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        time.sleep(0.02)
 
 
 def member(uuid: str, role: str = "agent", ip: str = "10.0.0.20", state: str = "ready", **kw: Any) -> Member:
@@ -356,7 +346,7 @@ def test_member_of_a_closed_or_expired_session_disappears(
     plain.create(paths.node("i-2"), member("i-2").to_json(), ephemeral=True,
                  acl=[make_digest_acl("bootstrap-agent", SECRET, all=True)])
     expire_session(zookeeper_module.hosts, plain.client_id)
-    wait_until(lambda: other.exists(paths.node("i-2")) is None, timeout=2, what="expired member gone")
+    wait_for("expired member gone", lambda: other.exists(paths.node("i-2")) is None, timeout=2, interval=0.02)
 
 
 def test_member_of_a_killed_process_disappears_within_the_session_timeout(
@@ -394,7 +384,7 @@ time.sleep(60)
         assert other.exists(paths.node("i-k")) is not None
         proc.send_signal(signal.SIGKILL)
         killed = time.monotonic()
-        wait_until(lambda: other.exists(paths.node("i-k")) is None, timeout=SESSION + TICK + 2, what="gone")
+        wait_for("gone", lambda: other.exists(paths.node("i-k")) is None, timeout=SESSION + TICK + 2, interval=0.02)
         elapsed = time.monotonic() - killed
         assert elapsed <= SESSION + TICK + 0.5, elapsed  # ZooKeeper expires sessions at tick granularity
     finally:
@@ -438,10 +428,11 @@ def test_session_expiry_recreates_member_and_watches_fire_again(
         return stat is not None and stat.ephemeralOwner == new_session
 
     for path in (paths.node("i-m"), paths.master("10.0.0.10")):
-        wait_until(lambda p=path: owned_by_new_session(p), timeout=5, what=f"{path} re-created")
+        wait_for(f"{path} re-created", lambda p=path: owned_by_new_session(p), timeout=5, interval=0.02)
     recreated = {paths.node("i-m"), paths.master("10.0.0.10")}
-    wait_until(lambda: {entry["path"] for entry in master_log.named("zk_member_recreated")} == recreated,
-               timeout=2, what="zk_member_recreated logged for both znodes")
+    wait_for("zk_member_recreated logged for both znodes",
+             lambda: {entry["path"] for entry in master_log.named("zk_member_recreated")} == recreated,
+             timeout=2, interval=0.02)
     agent_events.wait("masters", paths.master("10.0.0.10"), after=agent_mark)  # it was gone and came back
 
     # The re-armed watches fire for changes made after the expiry.
@@ -472,7 +463,7 @@ def test_zookeeper_restart_under_a_running_store(
     agent_events.wait("masters")
 
     zookeeper.stop()
-    wait_until(lambda: not master.connected(), timeout=5, what="store notices the outage")
+    wait_for("store notices the outage", lambda: not master.connected(), timeout=5, interval=0.02)
     started = time.monotonic()
     with pytest.raises(ClusterUnavailable):
         master.members()
@@ -483,7 +474,7 @@ def test_zookeeper_restart_under_a_running_store(
     events.wait("session", "CONNECTED", after=mark)
 
     other = make_client(zookeeper.hosts)
-    wait_until(lambda: other.exists(paths.node("i-m")), timeout=5, what="member znode after the restart")
+    wait_for("member znode after the restart", lambda: other.exists(paths.node("i-m")), timeout=5, interval=0.02)
     after = events.mark()
     master.set_config({"mesos.agent_flags": {"docker_remove_delay": "1mins"}})
     events.wait("config", paths.config, after=after)
@@ -523,7 +514,7 @@ def test_zookeeper_down_at_start_then_up(
     events.wait("members", paths.nodes)
     # The registration refused while ZooKeeper was down is written by the store on its own.
     other = make_client(zookeeper.hosts)
-    wait_until(lambda: other.exists(paths.node("i-1")), timeout=5, what="member written after the outage")
+    wait_for("member written after the outage", lambda: other.exists(paths.node("i-1")), timeout=5, interval=0.02)
     assert [m.uuid for m in store.members()] == ["i-1"]
 
 
@@ -554,13 +545,15 @@ def test_calls_to_a_hung_zookeeper_time_out(
     assert store.wait_connected(15)
     # The update refused during the hang is written by the store once ZooKeeper answers again.
     other = make_client(zookeeper.hosts)
-    wait_until(lambda: other.exists(paths.node("i-1")) and json.loads(other.get(paths.node("i-1"))[0])["state"]
-               == "degraded", timeout=10, what="update written after the hang")
+    wait_for("update written after the hang",
+             lambda: other.exists(paths.node("i-1")) and json.loads(other.get(paths.node("i-1"))[0])["state"]
+             == "degraded", timeout=10, interval=0.02)
     mark = events.mark()
     store.set_config({"a": 1})
     events.wait("config", paths.config, after=mark)
     # The contender znode whose create timed out was created when the server woke up: the worker removes it.
-    wait_until(lambda: other.get_children(paths.restart_lock) == [], timeout=10, what="no contender left behind")
+    wait_for("no contender left behind", lambda: other.get_children(paths.restart_lock) == [], timeout=10,
+             interval=0.02)
 
 
 def test_start_and_stop_are_safe_to_repeat(zookeeper_module: ZooKeeperServer, make_store: StoreFactory,
@@ -731,9 +724,9 @@ def test_a_failing_event_callback_is_logged_and_the_watch_keeps_working(
     assert store.wait_connected(10)
     store.ensure_tree()
     store.watch_config()
-    wait_until(lambda: "config" in calls, what="first config event")
+    wait_for("first config event", lambda: "config" in calls, timeout=10, interval=0.02)
     store.set_config({"a": 1})
-    wait_until(lambda: calls.count("config") >= 2, what="config event after a failed callback")
+    wait_for("config event after a failed callback", lambda: calls.count("config") >= 2, timeout=10, interval=0.02)
     assert log.named("event_callback_failed")
 
 

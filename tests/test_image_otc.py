@@ -40,6 +40,7 @@ import pytest
 import responses
 from botocore.config import Config
 
+from bootstrap_agent import logs
 from image.otc import OtcCredentials, OtcImageBuilder, OtcImageSettings
 from image.recipe import BuildError, NodeOptions
 from tests.support.moto_s3 import moto_server
@@ -222,6 +223,12 @@ class S3Server:
                             config=Config(signature_version="s3v4", retries={"max_attempts": 1}))
 
 
+@pytest.fixture(autouse=True)
+def json_logs() -> None:
+    """The builder logs through provision-min's JSON logs: to this test's stderr, not an earlier test's."""
+    logs.configure()
+
+
 @pytest.fixture
 def s3() -> Iterator[S3Server]:
     with moto_server() as endpoint:  # authentication stays off: moto cannot check presigned URLs
@@ -238,8 +245,9 @@ def make_builder(s3: S3Server, tmp_path: Path, **settings: Any) -> OtcImageBuild
     (wheelhouse / "kazoo-2.10.0-py2.py3-none-any.whl").write_bytes(b"PK")
     config = OtcImageSettings(name="eo-node-2024", vpc_id="vpc-1", subnet_id="subnet-1", security_group_id="sg-1",
                               bucket=BUCKET, obs_endpoint=s3.endpoint, poll_interval=5.0, **settings)
-    credentials = OtcCredentials(username="builder", password="pw-secret", domain="OTC-EU-DE-000000",
-                                 obs_access_key=s3.access_key, obs_secret_key=s3.secret_key)
+    credentials = OtcCredentials.from_env({"OS_USERNAME": "builder", "OS_PASSWORD": "pw-secret",
+                                           "OS_USER_DOMAIN_NAME": "OTC-EU-DE-000000",
+                                           "OBS_ACCESS_KEY_ID": s3.access_key, "OBS_SECRET_ACCESS_KEY": s3.secret_key})
     clock = [0.0]
 
     def sleep(seconds: float) -> None:
@@ -336,7 +344,26 @@ def test_credentials_come_from_the_environment() -> None:
     env = {"OS_USERNAME": "u", "OS_PASSWORD": "p", "OS_DOMAIN_NAME": "d", "OBS_ACCESS_KEY_ID": "ak",
            "OBS_SECRET_ACCESS_KEY": "sk"}
     creds = OtcCredentials.from_env(env)
-    assert (creds.username, creds.domain, creds.obs_access_key, creds.project) == ("u", "d", "ak", None)
+    auth = creds.auth  # project: the region's default project, named like the region (eu-de)
+    assert (auth.username, auth.user_domain, creds.obs_access_key, auth.project) == ("u", ("name", "d"), "ak",
+                                                                                     ("name", "eu-de"))
     assert "password=" not in repr(creds) and "obs_secret_key=" not in repr(creds)
     with pytest.raises(BuildError, match="OS_PASSWORD"):
         OtcCredentials.from_env({k: v for k, v in env.items() if k != "OS_PASSWORD"})
+
+
+def test_credentials_come_from_clouds_yaml_like_every_command(tmp_path: Path) -> None:
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(json.dumps({"clouds": {"otc": {"region_name": "eu-de", "auth": {
+        "auth_url": "https://iam.eu-de.otc.t-systems.com:443/v3", "username": "builder", "password": "pw-secret",
+        "user_domain_name": "OTC-EU-DE-000000", "project_name": "eu-de_build"}}}}))  # JSON is YAML
+    env = {"OS_CLIENT_CONFIG_FILE": str(clouds), "HOME": str(tmp_path), "OBS_ACCESS_KEY_ID": "ak",
+           "OBS_SECRET_ACCESS_KEY": "sk"}
+
+    creds = OtcCredentials.from_env(env, cloud="otc")
+
+    assert creds.auth.auth_url == "https://iam.eu-de.otc.t-systems.com/v3"
+    assert (creds.auth.username, creds.auth.project) == ("builder", ("name", "eu-de_build"))
+    assert creds.auth.source == f"{clouds} (cloud otc)"
+    with pytest.raises(BuildError, match="no cloud named 'other'"):
+        OtcCredentials.from_env(env, cloud="other")

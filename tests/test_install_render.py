@@ -12,8 +12,9 @@ import sys
 import threading
 from pathlib import Path
 
+from bootstrap_agent.desired import DesiredFile
 from bootstrap_agent.install import install
-from bootstrap_agent.plan import DesiredFile, Layout
+from bootstrap_agent.layout import Layout
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "bootstrap_agent" / "examples"
 

@@ -52,7 +52,7 @@ def standin_dropin() -> str:
         "[Service]\n"
         f"Environment=PYTHONPATH={PROJECT_DIR} PYTHONDONTWRITEBYTECODE=1\n"
         "ExecStart=\n"
-        f"ExecStart={sys.executable} -m bootstrap_agent.standins.mesos agent --mesos-version 1.11\n"
+        f"ExecStart={sys.executable} -m standins.mesos agent --mesos-version 1.11\n"
     )
 
 
@@ -135,15 +135,18 @@ def test_without_running_systemd_the_agent_needs_systemd_support_off(tmp_path: P
         pytest.skip("needs /sbin/init to be systemd while systemd does not run (as on this build machine)")
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(PROJECT_DIR), "MESOS_MASTER": "127.0.0.1:5050",
            "MESOS_WORK_DIR": str(tmp_path), "MESOS_IP": "127.0.0.1", "MESOS_PORT": "0"}
-    argv = [sys.executable, "-m", "bootstrap_agent.standins.mesos", "agent", "--mesos-version", "1.4"]
+    argv = [sys.executable, "-m", "standins.mesos", "agent", "--mesos-version", "1.4"]
     result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, check=False)
     assert (result.returncode, result.stderr.strip()) == (
         1, "mesos-agent 1.4: Failed to initialize systemd: Failed to locate systemd runtime directory: "
            "/run/systemd/system")
-    from bootstrap_agent.plan import DesiredService, Layout
+    from bootstrap_agent.desired import DesiredService
+    from bootstrap_agent.layout import Layout
+    from bootstrap_agent.services.commands import process_commands
     from bootstrap_agent.services.process import ProcessManager
 
-    argv, _env = ProcessManager(Layout(str(tmp_path))).command(DesiredService("mesos-agent", (), (), "1.4"))
+    manager = ProcessManager(Layout(str(tmp_path)), process_commands())
+    argv, _env = manager.command(DesiredService("mesos-agent", (), (), "1.4"))
     assert argv[-1] == "--systemd_enable_support=false"
     proc = subprocess.Popen([*argv[:-1], "--port=0", argv[-1]], env=env, stdout=subprocess.PIPE, text=True)
     try:

@@ -2,7 +2,7 @@
 ``--service-manager process``): docker and the Spark shuffle service on agents, RAM folders, Zeppelin behind
 the master's HTTPS dashboard, and no secret in logs, ``status`` output or readable files.
 
-Docker, Spark's shuffle service and Zeppelin are the project's stand-ins (``bootstrap_agent.standins.tools``):
+Docker, Spark's shuffle service and Zeppelin are the project's stand-ins (``standins.tools``):
 they read the rendered files the way the real programs do and refuse what those would refuse. Under the
 process manager a mount unit is only its folder (no tmpfs without systemd); ``tests/test_units.py`` checks the
 units themselves with ``systemd-analyze verify``.
@@ -112,7 +112,7 @@ def test_docker_standin_refuses_what_dockerd_refuses(make_node: Callable[..., No
     config["no-such-option"] = True
     bad = node.root / "bad-daemon.json"
     bad.write_text(json.dumps(config))
-    result = node.ns.run([sys.executable, "-m", "bootstrap_agent.standins.tools", "docker", "--config-file",
+    result = node.ns.run([sys.executable, "-m", "standins.tools", "docker", "--config-file",
                           str(bad), "-H", f"unix://{node.root}/run/other.sock"], capture_output=True, text=True,
                          timeout=30)
     assert result.returncode == 2 and "no-such-option" in result.stderr

@@ -29,7 +29,8 @@ from typing import Any
 import pytest
 
 from bootstrap_agent.clock import MAX_ERROR_US, NOT_SYNCHRONIZED, SYNCHRONIZED, clock_state
-from bootstrap_agent.plan import ZEPPELIN_ENV, ZOO_MYID, DesiredService
+from bootstrap_agent.desired import DesiredService
+from bootstrap_agent.node_paths import ZEPPELIN_ENV, ZOO_MYID
 from bootstrap_agent.services.envfile import parse_environment_file
 from bootstrap_agent.services.process import ProcessManager
 from bootstrap_agent.state import State
@@ -63,7 +64,7 @@ def without(text: str, names: tuple[str, ...]) -> str:
 def run_zeppelin_standin(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     base = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(PROJECT_DIR), "ZEPPELIN_ADDR": "127.0.0.1",
             "ZEPPELIN_PORT": "1", "ZEPPELIN_SERVER_CONTEXT_PATH": "/zeppelin"}
-    return subprocess.run([sys.executable, "-m", "bootstrap_agent.standins.tools", "zeppelin"], env={**base, **env},
+    return subprocess.run([sys.executable, "-m", "standins.tools", "zeppelin"], env={**base, **env},
                           capture_output=True, text=True, timeout=30, check=False)
 
 

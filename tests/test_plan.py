@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from bootstrap_agent import names
+from bootstrap_agent.desired import Plan
 from bootstrap_agent.errors import InvalidInput
 from bootstrap_agent.facts import Facts, TemporaryCredentials
-from bootstrap_agent.plan import (
+from bootstrap_agent.layout import Layout
+from bootstrap_agent.node_paths import (
     ALLUXIO_ENV,
     ALLUXIO_SITE,
     AWS_CREDENTIALS,
@@ -19,10 +21,8 @@ from bootstrap_agent.plan import (
     MESOS_MASTER_ENV,
     ZOO_CFG,
     ZOO_MYID,
-    Layout,
-    Plan,
-    plan,
 )
+from bootstrap_agent.plan import plan
 from bootstrap_agent.schema import validate
 from bootstrap_agent.services.envfile import parse_environment_file
 from bootstrap_agent.sizes import GiB, MiB, parse_size
@@ -279,7 +279,7 @@ def test_templates_refuse_undefined_values() -> None:
 
 
 def test_dashboard_tls_and_auth() -> None:
-    from bootstrap_agent.plan import DASHBOARD_CERT, DASHBOARD_HTPASSWD, DASHBOARD_KEY, NGINX_DASHBOARD
+    from bootstrap_agent.node_paths import DASHBOARD_CERT, DASHBOARD_HTPASSWD, DASHBOARD_KEY, NGINX_DASHBOARD
 
     master = facts(ip=MASTER_IP)
     locked = plan(validate(user_data("master")), master)

@@ -15,21 +15,21 @@ from typing import Any
 
 import pytest
 
+from bootstrap_agent.desired import Plan
 from bootstrap_agent.errors import InvalidInput
 from bootstrap_agent.facts import Facts
-from bootstrap_agent.plan import (
+from bootstrap_agent.layout import Layout
+from bootstrap_agent.node_paths import (
     DOCKER_DAEMON_JSON,
     MESOS_AGENT_ENV,
     NGINX_DASHBOARD,
     SPARK_SHUFFLE_ENV,
     UNIT_DIR,
     ZEPPELIN_ENV,
-    Layout,
-    Plan,
-    agent_memory,
-    mount_unit_name,
-    plan,
 )
+from bootstrap_agent.plan import plan
+from bootstrap_agent.plan.memory import agent_memory
+from bootstrap_agent.plan.mounts import mount_unit_name
 from bootstrap_agent.schema import validate
 from bootstrap_agent.services.envfile import parse_environment_file
 from bootstrap_agent.sizes import GiB, MiB

@@ -252,3 +252,20 @@ def test_load_auth_refuses_a_non_password_auth_type(tmp_path: Path) -> None:
     clouds_yaml(tmp_path / "clouds.yaml", {"otc": {**otc_cloud(), "auth_type": "v3applicationcredential"}})
     with pytest.raises(InputError, match="auth_type 'v3applicationcredential' is not supported"):
         load_auth("otc", {}, region="eu-de", cwd=tmp_path, home=tmp_path, system_dir=tmp_path)
+
+
+def test_the_image_builders_services_come_from_the_catalog_too() -> None:
+    """IMS's image calls are not project-scoped (/v2/cloudimages), its jobs are (/v1/{project_id}/jobs); OBS is
+    called at its host. A client asks only for its own services, so nothing else counts as a fallback."""
+    catalog = [
+        {"type": "ims", "endpoints": [{"interface": "public", "region": "eu-de", "url": "https://images.example"}]},
+        {"type": "obs", "endpoints": [{"interface": "public", "region": "eu-de", "url": "https://obs.example/"}]},
+    ]
+
+    endpoints, fallback = endpoints_from_catalog(catalog, "eu-de", "p1", ("ecs", "ims", "ims_jobs", "obs"))
+
+    assert endpoints.base("ims") == "https://images.example/v2"
+    assert endpoints.base("ims_jobs") == "https://images.example/v1/p1"
+    assert endpoints.base("obs") == "https://obs.example"
+    assert endpoints.base("ecs") == "https://ecs.eu-de.otc.t-systems.com/v1/p1"
+    assert fallback == ["ecs"]

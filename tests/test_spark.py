@@ -23,11 +23,15 @@ from typing import Any
 
 import pytest
 
+from bootstrap_agent.desired import DesiredService
 from bootstrap_agent.errors import InvalidInput
 from bootstrap_agent.install import install
+from bootstrap_agent.layout import Layout
 from bootstrap_agent.names import listed
-from bootstrap_agent.plan import SPARK_SHUFFLE_ENV, DesiredService, Layout, plan
+from bootstrap_agent.node_paths import SPARK_SHUFFLE_ENV
+from bootstrap_agent.plan import plan
 from bootstrap_agent.schema import validate
+from bootstrap_agent.services.commands import process_commands
 from bootstrap_agent.services.envfile import parse_environment_file
 from bootstrap_agent.services.process import ProcessManager
 from bootstrap_agent.spark import (
@@ -41,7 +45,7 @@ from bootstrap_agent.spark import (
     known_key,
     parse_properties,
 )
-from bootstrap_agent.standins.spark import REGISTER_DRIVER, private_tmp
+from standins.spark import REGISTER_DRIVER, private_tmp
 from tests.support.waiting import wait_for
 from tests.test_plan import AGENCY_KEYS, facts, user_data
 from tests.test_units import effective, value, values
@@ -49,7 +53,7 @@ from tests.test_units import effective, value, values
 REPO = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
 S3_SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
-STANDIN = [sys.executable, "-m", "bootstrap_agent.standins.tools", "spark-class"]
+STANDIN = [sys.executable, "-m", "standins.tools", "spark-class"]
 # Before issue 11: the generic class, PrivateTmp=yes, the port as a -D option, no spark-defaults.conf.
 TODAYS_ENV = {"SPARK_LOCAL_IP": LOOPBACK, "SPARK_DAEMON_MEMORY": "512m",
               "SPARK_SHUFFLE_OPTS": "-Dspark.shuffle.service.port=7337"}
@@ -191,8 +195,9 @@ def test_unit_runs_the_mesos_shuffle_service_without_private_tmp_as_the_process_
     assert values(entries, "ExecStartPre") == ["/usr/bin/install -d -m 1777 /var/lib/mesos/spark"]
     assert values(entries, "EnvironmentFile") == [SPARK_SHUFFLE_ENV]
     assert not (REPO / "systemd/standins/spark-shuffle.service.d").exists(), "the unit's own line runs, always"
-    argv, env_files = ProcessManager(Layout("/")).command(DesiredService("spark-shuffle", (), ()))
-    assert argv[1:] == ["-m", "bootstrap_agent.standins.tools", "spark-class", *unit_args()]
+    manager = ProcessManager(Layout("/"), process_commands())
+    argv, env_files = manager.command(DesiredService("spark-shuffle", (), ()))
+    assert argv[1:] == ["-m", "standins.tools", "spark-class", *unit_args()]
     assert env_files == [SPARK_SHUFFLE_ENV]
 
 
@@ -350,9 +355,9 @@ def test_real_services_answer_a_mesos_drivers_registration(tmp_path: Path, main_
 
 
 def test_the_key_list_matches_the_installed_spark(tmp_path: Path) -> None:
-    """The list is what tests/support/extract_spark_names.py reads from pyspark 3.5.9's jars: its class-file
+    """The list is what tools/extract_spark_names.py reads from pyspark 3.5.9's jars: its class-file
     scan (no JVM) finds nothing the list lacks; with a JDK (jdk.compiler) the whole extraction equals it."""
-    from tests.support import extract_spark_names as extract
+    from tools import extract_spark_names as extract
 
     home = pyspark_home()
     assert extract.spark_version(home) == "3.5.9"

@@ -1,10 +1,9 @@
 """The stand-ins' web UIs answer as the real ones do: the Mesos master's leader election, redirects and JSONP
-(``bootstrap_agent/standins/mesos_webui.py``), and the UIs' pages at the real absolute paths."""
+(``standins/mesos_webui.py``), and the UIs' pages at the real absolute paths."""
 
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from bootstrap_agent.standins.alluxio_webui import SCRIPT_PATH, web_routes
+from standins.alluxio_webui import SCRIPT_PATH, web_routes
+from tests.support.waiting import wait_for
 from tests.support.zookeeper import ZooKeeperServer
 from tests.test_standins import LOOPBACK, Standins, free_port, get, mesos_env, start_mesos, stop, wait_listening
 
@@ -77,22 +77,17 @@ def test_masters_elect_through_zookeeper_and_redirect_to_the_leader(standins: St
         procs.append(start_mesos(standins, "master", "1.11",
                                  mesos_env(port, work_dir="/w", zk=zk, quorum="1", hostname=LOOPBACK)))
         wait_listening(procs[-1], port)
-        wait_for(lambda port=port: location(port, "/master/redirect") == (307, f"//{LOOPBACK}:{first}"))
+        wait_for(f"{port} redirects to the leader", lambda port=port: location(port, "/master/redirect")
+                 == (307, f"//{LOOPBACK}:{first}"), timeout=15.0)
     assert location(second, "/master/state?jsonp=cb") == (307, f"//{LOOPBACK}:{first}/master/state?jsonp=cb")
     assert json.loads(get(second, "/state")[1])["leader"] == f"master@{LOOPBACK}:{first}"
     assert json.loads(get(first, "/master/state")[1])["elected"] is True
 
     assert stop(procs[0])[0] == 0  # the leader leaves the group at once: the other one leads
-    wait_for(lambda: location(second, "/master/redirect") == (307, f"//{LOOPBACK}:{second}"))
+    wait_for("the new leader", lambda: location(second, "/master/redirect") == (307, f"//{LOOPBACK}:{second}"),
+             timeout=15.0)
     assert get(second, "/master/state")[0] == 200
     assert stop(procs[1])[0] == 0
-
-
-def wait_for(check: Any, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def test_alluxio_pages_sit_at_the_real_paths() -> None:

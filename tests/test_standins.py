@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 
+from bootstrap_agent.layout import Layout
 from bootstrap_agent.names import alluxio_keys, mesos_flags
-from bootstrap_agent.plan import Layout
 from bootstrap_agent.services.alluxio_java import alluxio_java_environment
-from bootstrap_agent.standins import alluxio as alluxio_standin
-from bootstrap_agent.standins.alluxio import parse_properties, parse_size
+from standins import alluxio as alluxio_standin
+from standins.alluxio import parse_properties, parse_size
 
 REPO = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
@@ -158,7 +158,7 @@ def mesos_env(port: int, /, **flags: str) -> dict[str, str]:
 def start_mesos(
     standins: Standins, role: str, version: str, env: Mapping[str, str], *argv: str
 ) -> subprocess.Popen[str]:
-    args = ["bootstrap_agent.standins.mesos", role, "--mesos-version", version, *argv]
+    args = ["standins.mesos", role, "--mesos-version", version, *argv]
     if role == "agent" and "MESOS_SYSTEMD_ENABLE_SUPPORT" not in env:
         args.append("--systemd_enable_support=false")  # no systemd runs here: as the process manager does
     return standins.start(args, env)
@@ -387,9 +387,9 @@ def alluxio_env(conf: Path) -> dict[str, str]:
 
 def start_alluxio(standins: Standins, role: str, version: str, conf: Path) -> subprocess.Popen[str]:
     """A master's journal is formatted first (``bin/alluxio formatJournal``), as the agent does at first boot."""
-    args = ["bootstrap_agent.standins.alluxio", role, "--alluxio-version", version, "--conf", str(conf)]
+    args = ["standins.alluxio", role, "--alluxio-version", version, "--conf", str(conf)]
     if role == "master":
-        fmt = standins.start(["bootstrap_agent.standins.alluxio", "formatJournal", *args[2:]], alluxio_env(conf))
+        fmt = standins.start(["standins.alluxio", "formatJournal", *args[2:]], alluxio_env(conf))
         fmt.communicate(timeout=60)
     return standins.start(args, alluxio_env(conf))
 

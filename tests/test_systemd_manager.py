@@ -31,7 +31,7 @@ WANTS = f"{UNIT_DIR}/multi-user.target.wants"
 # Runs inside the container: evaluates one expression with the manager at hand, prints {"value"} or {"error"}.
 _DRIVER = r"""
 import json, sys, time
-from bootstrap_agent.plan import DesiredService
+from bootstrap_agent.desired import DesiredService
 from bootstrap_agent.services.base import ServiceError, listening_ports
 from bootstrap_agent.services.systemd import SystemdManager
 

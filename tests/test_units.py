@@ -20,7 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap_agent.plan import ALLUXIO_ENV, ALLUXIO_SITE, MESOS_AGENT_ENV, MESOS_MASTER_ENV, DesiredService, Layout
+from bootstrap_agent.desired import DesiredService
+from bootstrap_agent.layout import Layout
+from bootstrap_agent.node_paths import ALLUXIO_ENV, ALLUXIO_SITE, MESOS_AGENT_ENV, MESOS_MASTER_ENV
+from bootstrap_agent.services.base import ServiceError
+from bootstrap_agent.services.commands import PRODUCT_COMMANDS, process_commands
 from bootstrap_agent.services.process import ProcessManager
 from bootstrap_agent.services.zookeeper_cmd import ZooKeeperNotInstalled, java_command
 
@@ -167,7 +171,8 @@ def _unit_argv(unit: str, standin: bool) -> list[str]:
 @pytest.mark.parametrize("unit", [u for u in MANAGED if u.startswith("mesos")])
 def test_standin_units_run_what_the_process_manager_runs(unit: str) -> None:
     version = "1.11" if unit.startswith("mesos") else "2.9"
-    expected, env_files = ProcessManager(Layout("/")).command(DesiredService(unit, (), (), version))
+    manager = ProcessManager(Layout("/"), process_commands())
+    expected, env_files = manager.command(DesiredService(unit, (), (), version))
     argv = _unit_argv(unit, standin=True)
     assert argv[0] == VENV_PYTHON
     if unit == "mesos-agent":  # no systemd under the process manager: it alone turns systemd support off
@@ -311,7 +316,8 @@ def test_docker_standin_unit_with_the_real_drop_in_verifies(roots: dict[bool, Pa
 
 @pytest.mark.parametrize("unit", ["zeppelin", "jenkins", "docker"])  # spark-shuffle: tests/test_spark.py
 def test_new_standins_run_what_the_process_manager_runs(unit: str) -> None:
-    expected, env_files = ProcessManager(Layout("/")).command(DesiredService(unit, (), ()))
+    manager = ProcessManager(Layout("/"), process_commands())
+    expected, env_files = manager.command(DesiredService(unit, (), ()))
     entries = parse_unit((STANDINS / f"{unit}.service").read_text()) if unit == "docker" else effective(unit, True)
     starts = values(entries, "ExecStart")
     assert len(starts) == 1 and starts[0].split()[0] == VENV_PYTHON
@@ -319,8 +325,21 @@ def test_new_standins_run_what_the_process_manager_runs(unit: str) -> None:
     assert values(entries, "EnvironmentFile") == env_files
 
 
+def test_the_process_manager_runs_the_product_itself_and_the_rest_from_the_installed_standins() -> None:
+    """The product's own command table holds only what it runs for real; every other unit of a node comes from
+    the stand-ins' distribution through its entry point, which is what ``--service-manager process`` gets."""
+    from standins.commands import table
+
+    assert set(PRODUCT_COMMANDS) == {"zookeeper", "nginx"}
+    installed = process_commands()
+    assert set(installed) == set(PRODUCT_COMMANDS) | set(table()), "pip install -e ./standins (see .ci/setup)"
+    assert {*MANAGED, *TOOLS, "docker", "nginx", "alluxio-journal-format"} <= set(installed)
+    with pytest.raises(ServiceError, match="does not know how to run"):
+        ProcessManager(Layout("/")).command(DesiredService("mesos-master", (), (), "1.11"))
+
+
 def test_folders_that_may_be_ram_disks_order_their_users_after_the_mount() -> None:
-    from bootstrap_agent.plan import ALLUXIO_TIER0, MESOS_WORK_DIR
+    from bootstrap_agent.node_paths import ALLUXIO_TIER0, MESOS_WORK_DIR
 
     assert values(effective("mesos-agent"), "RequiresMountsFor", "Unit") == [MESOS_WORK_DIR]
     assert values(effective("alluxio-worker"), "RequiresMountsFor", "Unit") == [ALLUXIO_TIER0]

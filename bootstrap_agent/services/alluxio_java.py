@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from bootstrap_agent.plan import Layout
+from bootstrap_agent.layout import Layout
 
 ALLUXIO_JAVA_HOME = "/opt/alluxio-java"
 OVERRIDE = "BOOTSTRAP_AGENT_ALLUXIO_JAVA_HOME"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from bootstrap_agent.plan import DesiredService
+from bootstrap_agent.desired import DesiredService
 
 T = TypeVar("T")
 

@@ -2,10 +2,11 @@
 
 For tests and machines without systemd as PID 1. It keeps the unit contract of the systemd units in
 ``systemd/``: the same ``EnvironmentFile=`` is read (same quoting rules), the same program gets the same
-configuration file. Mesos and Alluxio run as the project's stand-ins (they validate every flag and key
-against the versioned lists); ZooKeeper and nginx run for real. Processes outlive ``bootstrap-agent once``:
-each is recorded in ``<root>/run/bootstrap-agent/process/<unit>.json`` with its pid and start time, so a later
-pass finds it again and a recycled pid is never mistaken for it.
+configuration file. What runs for each unit comes from an injected command table (``services/commands.py``):
+the product's own runs ZooKeeper and nginx for real; the stand-ins' distribution (``standins/``) adds Mesos,
+Alluxio and the tools (they validate every flag and key against the versioned lists). Processes outlive
+``bootstrap-agent once``: each is recorded in ``<root>/run/bootstrap-agent/process/<unit>.json`` with its pid
+and start time, so a later pass finds it again and a recycled pid is never mistaken for it.
 
 nginx runs with ``<root>/etc/nginx/nginx.conf``, which the image provides; it must not set ``daemon`` (the
 manager passes ``daemon off;``) and should ``include`` ``<root>/etc/nginx/conf.d/*.conf``.
@@ -18,33 +19,19 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
 
+from bootstrap_agent.desired import DesiredService
 from bootstrap_agent.install import write_atomic
-from bootstrap_agent.plan import (
-    ALLUXIO_ENV,
-    ALLUXIO_JOURNAL_FORMAT,
-    ALLUXIO_SITE,
-    DOCKER_DAEMON_JSON,
-    DOCKER_SOCKET,
-    JENKINS_ENV,
-    MESOS_AGENT_ENV,
-    MESOS_MASTER_ENV,
-    SPARK_SHUFFLE_ENV,
-    ZEPPELIN_ENV,
-    ZOO_CFG,
-    DesiredService,
-    Layout,
-)
+from bootstrap_agent.layout import Layout
 from bootstrap_agent.services.alluxio_java import alluxio_java_environment
 from bootstrap_agent.services.base import ServiceError
+from bootstrap_agent.services.commands import PRODUCT_COMMANDS, CommandTable
 from bootstrap_agent.services.envfile import parse_environment_file
-from bootstrap_agent.services.zookeeper_cmd import ZooKeeperNotInstalled, java_command
-from bootstrap_agent.spark import SHUFFLE_CLASS
+from bootstrap_agent.services.zookeeper_cmd import ZooKeeperNotInstalled
 
 STOP_TIMEOUT = 10.0
 ONESHOT_TIMEOUT = 120.0
@@ -53,44 +40,20 @@ ONESHOT_TIMEOUT = 120.0
 class ProcessManager:
     name = "process"
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, commands: CommandTable = PRODUCT_COMMANDS) -> None:
         self.layout = layout
+        self.commands = commands
         self.run_dir = Path(layout.path("/run/bootstrap-agent/process"))
         self.log_dir = Path(layout.path("/var/log/bootstrap-agent"))
 
     # the commands -----------------------------------------------------------------------------------------
     def command(self, service: DesiredService) -> tuple[list[str], list[str]]:
         """argv and EnvironmentFiles of a unit, mirroring ``ExecStart=``/``EnvironmentFile=`` of its unit."""
-        unit, path = service.unit, self.layout.path
-        python = [sys.executable, "-m"]
-        if unit == "zookeeper":
-            return java_command(path(ZOO_CFG)), []
-        if unit in ("mesos-master", "mesos-agent"):
-            role = unit.split("-", 1)[1]
-            env = MESOS_MASTER_ENV if role == "master" else MESOS_AGENT_ENV
-            argv = [*python, "bootstrap_agent.standins.mesos", role, "--mesos-version", str(service.version)]
-            # No systemd runs the processes here: an agent with systemd support (its default wherever /sbin/init
-            # is systemd) would exit for want of /run/systemd/system (apache/mesos src/linux/systemd.cpp).
-            # Only here; on systemd nodes the unit runs the agent with its default, which keeps executors alive.
-            return argv + (["--systemd_enable_support=false"] if role == "agent" else []), [env]
-        if unit.startswith("alluxio-"):
-            role = "formatJournal" if unit == ALLUXIO_JOURNAL_FORMAT else unit.split("-", 1)[1]
-            argv = [*python, "bootstrap_agent.standins.alluxio", role, "--alluxio-version", str(service.version),
-                    "--conf", path(ALLUXIO_SITE)]
-            return argv, [ALLUXIO_ENV]
-        if unit == "docker":
-            argv = [*python, "bootstrap_agent.standins.tools", "docker", "--config-file", path(DOCKER_DAEMON_JSON),
-                    "-H", "unix://" + path(DOCKER_SOCKET)]
-            return argv, []
-        if unit == "spark-shuffle":  # the unit's ExecStart, with the stand-in for /opt/spark/bin/spark-class
-            return [*python, "bootstrap_agent.standins.tools", "spark-class", SHUFFLE_CLASS], [SPARK_SHUFFLE_ENV]
-        tool_env = {"zeppelin": ZEPPELIN_ENV, "jenkins": JENKINS_ENV}
-        if unit in tool_env:
-            return [*python, "bootstrap_agent.standins.tools", unit], [tool_env[unit]]
-        if unit == "nginx":
-            prefix = path("/etc/nginx")
-            return ["nginx", "-p", prefix + "/", "-c", f"{prefix}/nginx.conf", "-g", "daemon off;"], []
-        raise ServiceError(f"{unit}: the process manager does not know how to run this unit")
+        build = self.commands.get(service.unit)
+        if build is None:
+            raise ServiceError(f"{service.unit}: the process manager does not know how to run this unit"
+                               " (its stand-in: pip install ./standins)")
+        return build(service, self.layout)
 
     # ServiceManager -----------------------------------------------------------------------------------------
     def daemon_reload(self) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import subprocess
 
-from bootstrap_agent.plan import DesiredService
+from bootstrap_agent.desired import DesiredService
 from bootstrap_agent.services.base import ServiceError
 
 SYSTEMCTL_TIMEOUT = 120.0

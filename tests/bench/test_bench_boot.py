@@ -101,7 +101,7 @@ After=network-online.target
 [Service]
 Type=exec
 ExecStart=/bin/sh -c 'set -a; . /etc/default/mesos; . /etc/default/mesos-slave; set +a; \
-    exec /opt/bootstrap-agent/venv/bin/python -m bootstrap_agent.standins.mesos agent --mesos-version 1.11 \
+    exec /opt/bootstrap-agent/venv/bin/python -m standins.mesos agent --mesos-version 1.11 \
     --ip="$IP" --log_dir="$LOGS"'
 Restart=on-failure
 EOF

@@ -59,6 +59,7 @@ from typing import Any
 
 from provision_min.local import machine, network
 from tests.support import netns
+from tests.support.managed import terminate
 
 CACHE_ROOT = Path("/var/cache/bootstrap-agent/test-rootfs")
 SUITE = "bookworm"
@@ -699,15 +700,8 @@ class Container:
         self._stopped = True
         errors: list[BaseException] = []
         try:
-            if self.proc is not None and self.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=self.stop_timeout)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        self.proc.kill()
-                    self.proc.wait(timeout=10)
+            if self.proc is not None:
+                terminate(self.proc, self.stop_timeout)
         except BaseException as exc:
             errors.append(exc)
         for cg in reversed(self._created_cgroups):

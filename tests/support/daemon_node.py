@@ -11,21 +11,21 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bootstrap_agent.plan import Layout
+from bootstrap_agent.layout import Layout
 from bootstrap_agent.services.process import ProcessManager
 
+from .managed import ManagedProcess
 from .metadata_server import MetadataServer
 from .netns import TestNode
 from .node import write_image_nginx
+from .waiting import NotReached, wait_for
 
 SECRET = "daemon-test-secret-0123456789"
 MASTER_IP = "10.88.0.10"
@@ -46,24 +46,32 @@ def cluster_user_data(role: str, *, alluxio: bool = False, **mesos: Any) -> dict
     return data
 
 
-class DaemonNode:
+class DaemonNode(ManagedProcess):
+    """``bootstrap-agent run`` for one node of the test network; its log is ``<root>.log`` beside its root."""
+
+    stop_timeout = 15.0
+
     def __init__(self, net: TestNode, metadata: MetadataServer, root: Path, ip: str, role: str, uuid: str) -> None:
+        super().__init__(net, root.parent, prefix="", log_name=f"{root.name}.log")
         self.net, self.metadata, self.root, self.ip, self.role, self.uuid = net, metadata, root, ip, role, uuid
-        self.log_path = root.parent / f"{root.name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self._extra: tuple[str, ...] = ()
+        self._tick = 5.0
         if role == "master":
             write_image_nginx(root)
 
-    def start(self, *extra: str, tick: float = 5.0) -> DaemonNode:
-        url = self.metadata.url
-        argv = [sys.executable, "-m", "bootstrap_agent.cli", "run", "--root", str(self.root),
-                "--service-manager", "process", "--ip", self.ip, "--metadata-url", url,
-                "--user-data-url", f"{url}/openstack/latest/user_data", "--tick", str(tick),
-                "--debounce-min", "0.1", "--debounce-max", "0.5", "--zk-session-timeout", "4",
-                "--start-timeout", "30", *extra]
-        with open(self.log_path, "ab") as log:
-            self.proc = self.net.popen(argv, stdout=log, stderr=log)
+    def start(self, *extra: str, tick: float = 5.0) -> DaemonNode:  # type: ignore[override]
+        """Launch the daemon without waiting: a test waits for what it wants to see (``wait_for``)."""
+        self._extra, self._tick = extra, tick
+        self.launch()
         return self
+
+    def argv(self) -> list[str]:
+        url = self.metadata.url
+        return [sys.executable, "-m", "bootstrap_agent.cli", "run", "--root", str(self.root),
+                "--service-manager", "process", "--ip", self.ip, "--metadata-url", url,
+                "--user-data-url", f"{url}/openstack/latest/user_data", "--tick", str(self._tick),
+                "--debounce-min", "0.1", "--debounce-max", "0.5", "--zk-session-timeout", "4",
+                "--start-timeout", "30", *self._extra]
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         out = []
@@ -76,18 +84,19 @@ class DaemonNode:
         return out
 
     def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
+        """``waiting.wait_for``, but failing at once when the daemon died, and with the daemon's log."""
+
+        def alive_check() -> Any:
             result = check()
-            if result:
-                return result
-            if self.proc is not None and self.proc.poll() is not None:
+            if not result and self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"{self.role} {self.ip} exited {self.proc.returncode} waiting for {what}:\n"
-                                     + self.log_path.read_text(errors="replace")[-3000:])
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.role} {self.ip}: no {what} within {timeout} s:\n"
-                                     + self.log_path.read_text(errors="replace")[-3000:])
-            time.sleep(0.1)
+                                     + self.log_tail())
+            return result
+
+        try:
+            return wait_for(f"{self.role} {self.ip}: {what}", alive_check, timeout)
+        except NotReached as exc:
+            raise NotReached(f"{exc}\n{self.log_tail()}") from None
 
     def status(self) -> dict[str, Any]:
         path = self.root / "var/lib/bootstrap-agent/status.json"
@@ -100,20 +109,8 @@ class DaemonNode:
         assert self.proc is not None
         self.proc.send_signal(sig)
 
-    def stop(self, timeout: float = 15.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
     def close(self) -> None:
-        self.stop()
+        super().close()
         ProcessManager(Layout(str(self.root))).stop_all()
 
 

@@ -10,16 +10,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from provision_min.local.metadata_service import FAIL_FILE, HEADERS_FILE
+
+from .managed import ManagedProcess
 
 if TYPE_CHECKING:
     from tests.support.netns import TestNode
@@ -28,12 +26,14 @@ if TYPE_CHECKING:
 # ---------------------------------------------------------------------------------------------------------
 # The test helper
 # ---------------------------------------------------------------------------------------------------------
-class MetadataServer:
+class MetadataServer(ManagedProcess):
     """Runs this script as a process, in a ``TestNode`` (or on the host's loopback when ``node`` is None).
 
     ``port=0`` picks a free port on the first ``start()``; later starts reuse it, so an nginx configured
     with ``upstream`` keeps pointing at the server across ``stop()``/``start()``.
     """
+
+    poll_interval = 0.02
 
     def __init__(
         self,
@@ -43,15 +43,13 @@ class MetadataServer:
         port: int = 0,
         workdir: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.node = node
+        super().__init__(node, None if workdir is None else Path(workdir), prefix="ba-metadata-",
+                         log_name="metadata-server.log")
         self.bind = bind
         self.port = port
-        self._own_workdir = workdir is None
-        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="ba-metadata-"))
         self.data_dir = self.workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.workdir / "metadata-server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
 
     def __repr__(self) -> str:
         return f"MetadataServer({self.bind}:{self.port}, node={self.node!r})"
@@ -75,69 +73,24 @@ class MetadataServer:
         return f"http://{self.upstream}"
 
     # -- lifecycle ------------------------------------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+    def prepare(self) -> None:
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
 
-    def start(self, timeout: float = 10.0) -> MetadataServer:
-        if self.running:
-            return self
-        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        argv = [sys.executable, "-m", "provision_min.local.metadata_service", "--bind", self.bind,
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "provision_min.local.metadata_service", "--bind", self.bind,
                 "--port", str(self.port), "--dir", str(self.data_dir)]
-        with open(self.log_path, "ab") as log:
-            if self.node is not None:
-                self.proc = self.node.popen(argv, stdout=log, stderr=log)
-            else:
-                self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        deadline = time.monotonic() + timeout
-        while True:
-            event = self._listening_event(offset)
-            if event is not None:
-                self.port = int(event["port"])
-                return self
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self} exited with {self.proc.returncode}:\n{self.log_text()[-2000:]}")
-            if time.monotonic() >= deadline:
-                self.stop()
-                raise TimeoutError(f"{self} did not listen within {timeout} s:\n{self.log_text()[-2000:]}")
-            time.sleep(0.02)
 
-    def _listening_event(self, offset: int) -> dict[str, Any] | None:
+    def ready(self) -> bool:
+        """This start's ``listening`` line in the log; it names the port (the one picked when ``port=0``)."""
         with open(self.log_path, "rb") as log:
-            log.seek(offset)
+            log.seek(self._log_offset)
             for line in log.read().splitlines():
                 with contextlib.suppress(ValueError):
                     event = json.loads(line)
                     if isinstance(event, dict) and event.get("event") == "listening":
-                        return event
-        return None
-
-    def stop(self, timeout: float = 5.0) -> int | None:
-        """SIGTERM, wait (then SIGKILL); return the exit code (0 on a clean stop), None if never started."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        return proc.returncode
-
-    def close(self) -> None:
-        """Stop, and remove the work dir when this object created it."""
-        self.stop()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> MetadataServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+                        self.port = int(event["port"])
+                        return True
+        return False
 
     # -- content --------------------------------------------------------------------------------------------
     def _write(self, filename: str, data: bytes | None, client_ip: str | None) -> None:
@@ -174,9 +127,6 @@ class MetadataServer:
         self._write(HEADERS_FILE, None if headers is None else json.dumps(dict(headers)).encode(), client_ip)
 
     # -- what happened --------------------------------------------------------------------------------------
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
     def requests(self) -> list[dict[str, Any]]:
         """The logged requests, oldest first (JSON objects with client, path, status, bytes, file)."""
         out: list[dict[str, Any]] = []

@@ -44,6 +44,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
+from .waiting import wait_for
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -440,18 +442,15 @@ def wait_port(
     proc: subprocess.Popen[Any] | None = None,
     node: TestNode | None = None,
 ) -> None:
-    """Poll until host:port accepts a connection (inside ``node`` when given), bounded by ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
+    """Poll until host:port accepts a connection (inside ``node`` when given), bounded by ``timeout``
+    (``NotReached``, a ``TimeoutError``); ``RuntimeError`` as soon as ``proc`` exits first."""
+
+    def probe() -> bool:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(
-                f"process {proc.args!r} exited with {proc.returncode} before {host}:{port} opened"
-            )
-        if node.port_open(host, port) if node is not None else port_open(host, port):
-            return
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{host}:{port} did not open within {timeout} s")
-        time.sleep(0.05)
+            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode} before {host}:{port} opened")
+        return node.port_open(host, port) if node is not None else port_open(host, port)
+
+    wait_for(f"{host}:{port} open", probe, timeout, interval=0.05)
 
 
 _unavailable: list[str | None] = []

@@ -8,17 +8,16 @@ cache folder survives ``stop()``/``start()``/``restart()``, which is what makes 
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
-import subprocess
-import tempfile
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bootstrap_agent.metadata_cache import USER_DATA_LOCAL_PATH, render_metadata_cache_conf
 
+from .managed import ManagedProcess
 from .netns import HttpResponse
+from .waiting import NotReached, wait_for
 
 if TYPE_CHECKING:
     from .metadata_server import MetadataServer
@@ -54,7 +53,7 @@ def render_nginx_conf(workdir: Path, upstream: str, *, listen: str = "127.0.0.1:
     )
 
 
-class NginxCache:
+class NginxCache(ManagedProcess):
     """nginx as the metadata cache on ``listen`` (127.0.0.1:80) inside ``node``, in front of ``upstream``."""
 
     def __init__(
@@ -65,17 +64,16 @@ class NginxCache:
         workdir: str | os.PathLike[str] | None = None,
         listen: str = "127.0.0.1:80",
     ) -> None:
-        self.node = node
+        super().__init__(node, None if workdir is None else Path(workdir), prefix="ba-nginx-",
+                         log_name="logs/stdio.log")
+        self.netns = node
         self.upstream = upstream if isinstance(upstream, str) else upstream.upstream
         self.listen = listen
-        self._own_workdir = workdir is None
-        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="ba-nginx-"))
         for sub in ("conf", "logs", "cache", *(f"temp/{kind}" for kind in _TEMP_PATHS)):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         self.conf_path = self.workdir / "conf" / "nginx.conf"
         self.conf_path.write_text(render_nginx_conf(self.workdir, self.upstream, listen=listen))
-        self.stdio_path = self.workdir / "logs" / "stdio.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.stdio_path = self.log_path
 
     def __repr__(self) -> str:
         return f"NginxCache({self.listen} → {self.upstream}, node={self.node!r})"
@@ -98,66 +96,33 @@ class NginxCache:
     def cache_dir(self) -> Path:
         return self.workdir / "cache"
 
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self, timeout: float = 10.0) -> NginxCache:
-        if self.running:
-            return self
+    def argv(self) -> list[str]:
         error_log = str(self.workdir / "logs" / "error.log")
-        argv = ["nginx", "-p", str(self.workdir), "-c", str(self.conf_path), "-e", error_log]
-        with open(self.stdio_path, "ab") as out:
-            self.proc = self.node.popen(argv, stdout=out, stderr=out)
-        try:
-            self.node.wait_port(self.host, self.port, timeout=timeout, proc=self.proc)
-        except (RuntimeError, TimeoutError) as exc:
-            self.stop()
-            raise RuntimeError(f"{self} did not start: {exc}\n{self.error_log()[-2000:]}") from exc
-        return self
+        return ["nginx", "-p", str(self.workdir), "-c", str(self.conf_path), "-e", error_log]
 
-    def stop(self, timeout: float = 5.0) -> int | None:
-        """SIGTERM (nginx's fast shutdown; the master waits for its workers), then SIGKILL."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        # An old worker still holding the port would answer the next start's readiness poll.
-        deadline = time.monotonic() + timeout
-        while self.node.pids() and self._holds_port() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return proc.returncode
+    def ready(self) -> bool:
+        return self.netns.port_open(self.host, self.port)
+
+    def after_stop(self) -> None:
+        """SIGTERM is nginx's fast shutdown (the master waits for its workers); still, an old worker holding
+        the port would answer the next start's readiness probe, so wait (bounded) until nothing holds it."""
+        with contextlib.suppress(NotReached):
+            wait_for(f"{self}: the port released", lambda: not (self.netns.pids() and self._holds_port()),
+                     self.stop_timeout, self.poll_interval)
 
     def _holds_port(self) -> bool:
         try:
-            return self.node.port_open(self.host, self.port)
+            return self.netns.port_open(self.host, self.port)
         except Exception:  # the node is gone: nothing holds anything
             return False
 
-    def restart(self, timeout: float = 10.0) -> NginxCache:
-        self.stop()
-        return self.start(timeout)
-
-    def close(self) -> None:
-        self.stop()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> NginxCache:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     def get(self, timeout: float = 5.0) -> HttpResponse:
         """GET the user-data through the cache, from inside the node."""
-        return self.node.http_get(self.url, timeout)
+        return self.netns.http_get(self.url, timeout)
+
+    def log_text(self) -> str:
+        """nginx's error log, then what it wrote to stdout/stderr."""
+        return self.error_log()
 
     def error_log(self) -> str:
         path = self.workdir / "logs" / "error.log"

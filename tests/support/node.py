@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bootstrap_agent.plan import Layout
+from bootstrap_agent.layout import Layout
 from bootstrap_agent.services.process import ProcessManager
 
 from .metadata_server import MetadataServer

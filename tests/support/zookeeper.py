@@ -10,17 +10,14 @@ someone else's server, and its ``imok`` must not count as ours.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Self
 
 from bootstrap_agent.services.zookeeper_cmd import java_command
 
+from .managed import ExitedEarly, ManagedProcess
 from .netns import free_port
 
 if TYPE_CHECKING:
@@ -46,8 +43,12 @@ def four_letter_word(host: str, port: int, word: str, timeout: float = 2.0) -> s
     return b"".join(chunks).decode(errors="replace")
 
 
-class ZooKeeperServer:
+class ZooKeeperServer(ManagedProcess):
     """One standalone server; ``hosts`` is the kazoo connection string."""
+
+    start_timeout = 20.0
+    stop_timeout = 10.0  # SIGTERM: the JVM exits with 143
+    poll_interval = 0.1
 
     def __init__(
         self,
@@ -59,22 +60,18 @@ class ZooKeeperServer:
         heap: str = "256m",
         extra_config: Mapping[str, str] | None = None,
     ) -> None:
-        self.node = node
+        super().__init__(node, None if workdir is None else Path(workdir), prefix="ba-zk-", log_name="zookeeper.log")
         self.address = address
         self._auto_port = port is None
         self.port = port or 0
         self.heap = heap
         self.extra_config = dict(extra_config or {})
-        self._own_workdir = workdir is None
-        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="ba-zk-"))
         self.conf_dir = self.workdir / "conf"
         self.data_dir = self.workdir / "data"
         self.conf_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.conf_dir / "log4j.properties").write_text(_LOG4J)
         self.config_path = self.conf_dir / "zoo.cfg"
-        self.log_path = self.workdir / "zookeeper.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
         return f"ZooKeeperServer({self.address}:{self.port}, node={self.node!r})"
@@ -84,11 +81,7 @@ class ZooKeeperServer:
         """``address:port`` (e.g. ``127.0.0.1:40123``) for ``KazooClient(hosts=...)``."""
         return f"{self.address}:{self.port}"
 
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def _write_config(self) -> None:
+    def prepare(self) -> None:
         lines = {
             "tickTime": "2000",
             "initLimit": "10",
@@ -102,13 +95,17 @@ class ZooKeeperServer:
         }
         self.config_path.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
 
+    def argv(self) -> list[str]:
+        return java_command(str(self.config_path), heap=self.heap, conf_dir=str(self.conf_dir))
+
     def four_letter(self, word: str, timeout: float = 2.0) -> str:
         """A four-letter command, sent from where the server lives (inside the node when there is one)."""
         if self.node is not None:
             return self.node.call(four_letter_word, self.address, self.port, word, timeout)
         return four_letter_word(self.address, self.port, word, timeout)
 
-    def _is_ours(self) -> bool:
+    def ready(self) -> bool:
+        """``imok``, from a server whose ``conf`` names our data dir (not someone else's on a reused port)."""
         try:
             if self.four_letter("ruok").strip() != "imok":
                 return False
@@ -116,8 +113,11 @@ class ZooKeeperServer:
         except OSError:
             return False
 
-    def start(self, timeout: float = 20.0) -> ZooKeeperServer:
-        """Start and wait until it answers ``imok``; a picked port that turns out taken is picked again."""
+    def start(self, timeout: float | None = None) -> Self:
+        """Start and wait until it answers ``imok``; a picked port that turns out taken is picked again.
+
+        The data dir stays across ``stop()``/``start()``, so a restart keeps the tree (clients reconnect or their
+        sessions expire)."""
         if self.running:
             return self
         attempts = 3 if self._auto_port and not self.port else 1
@@ -126,67 +126,8 @@ class ZooKeeperServer:
                 node = self.node
                 self.port = node.free_port(self.address) if node is not None else free_port(self.address)
             try:
-                return self._start_once(timeout)
-            except _ExitedEarly:
+                return super().start(timeout)
+            except ExitedEarly:  # usually the port was taken after we picked it
                 if attempt == attempts - 1:
                     raise
         raise AssertionError("unreachable")
-
-    def _start_once(self, timeout: float) -> ZooKeeperServer:
-        self._write_config()
-        argv = java_command(str(self.config_path), heap=self.heap, conf_dir=str(self.conf_dir))
-        with open(self.log_path, "ab") as log:
-            if self.node is not None:
-                self.proc = self.node.popen(argv, stdout=log, stderr=log)
-            else:
-                self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                self.proc = None
-                raise _ExitedEarly(f"{self} exited with {code}:\n{self.log_tail()}")
-            if self._is_ours():
-                return self
-            if time.monotonic() >= deadline:
-                self.stop()
-                raise TimeoutError(f"{self} not ready (ruok) within {timeout} s:\n{self.log_tail()}")
-            time.sleep(0.1)
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM (the JVM exits with 143), then SIGKILL; the data dir stays for ``start()`` again."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        return proc.returncode
-
-    def restart(self, timeout: float = 20.0) -> ZooKeeperServer:
-        """Stop, start on the same port with the same data (clients reconnect or their sessions expire)."""
-        self.stop()
-        return self.start(timeout)
-
-    def close(self) -> None:
-        self.stop()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> ZooKeeperServer:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def log_tail(self, chars: int = 3000) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return text[-chars:]
-
-
-class _ExitedEarly(RuntimeError):
-    """The JVM died before it answered: usually the port was taken after we picked it."""

@@ -2,7 +2,7 @@
 
 Used where no Spark is installed (the process manager in the netns tests, images built with ``STANDINS=yes``
 and no Spark: ``image/install-node.sh`` then puts a ``/opt/spark/bin/spark-class`` that hands over to
-``python -m bootstrap_agent.standins.tools spark-class``). The unit's own ``ExecStart=`` line is run
+``python -m standins.tools spark-class``). The unit's own ``ExecStart=`` line is run
 unchanged, so the stand-in sees the class the unit asks for, reads what the real launcher reads
 (``SPARK_CONF_DIR``, else ``$SPARK_HOME/conf``, ``/spark-defaults.conf``; ``-D`` options in
 ``SPARK_DAEMON_JAVA_OPTS``/``SPARK_SHUFFLE_OPTS``, which override the file; ``SPARK_DAEMON_MEMORY``), and
@@ -39,7 +39,7 @@ from bootstrap_agent.spark import (
     parse_properties,
     unknown_keys,
 )
-from bootstrap_agent.standins.common import fail, install_stop_handlers, listen_address, log_event, serve, tcp_listener
+from standins.common import fail, install_stop_handlers, listen_address, log_event, serve, tcp_listener
 
 PROGRAM = "spark-class"
 _DAEMON_MEMORY = re.compile(r"^\d+[kmgtKMGT]?$")

@@ -16,7 +16,7 @@ import html
 from collections.abc import Mapping
 from typing import Any
 
-from bootstrap_agent.standins.common import Response, Route, json_response
+from standins.common import Response, Route, json_response
 
 SCRIPT_PATH = "/static/js/main.standin.js"
 

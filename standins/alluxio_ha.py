@@ -36,8 +36,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from bootstrap_agent.standins.alluxio_start import StartRefused, journal_type
-from bootstrap_agent.standins.common import RouteHandler, log_event, tcp_listener
+from standins.alluxio_start import StartRefused, journal_type
+from standins.common import RouteHandler, log_event, tcp_listener
 
 JOURNAL_ADDRESSES_KEY = "alluxio.master.embedded.journal.addresses"
 JOURNAL_PORT_KEY = "alluxio.master.embedded.journal.port"

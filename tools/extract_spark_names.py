@@ -14,7 +14,7 @@ deprecated names of ``SparkConf.deprecatedConfigs``) or builds in ``TransportCon
 
 No Scala compiler and no hand-copied documentation:
 
-    python tests/support/extract_spark_names.py SPARK_HOME [--note TEXT ...] > data/names/spark-3.5.txt
+    python tools/extract_spark_names.py SPARK_HOME [--note TEXT ...] > data/names/spark-3.5.txt
 
 ``SPARK_HOME`` is a Spark binary distribution, e.g. the ``pyspark`` folder of PyPI's ``pyspark`` 3.5.x wheel
 (``jars/spark-core_2.12-3.5.x.jar`` ...). It needs a JDK (``java`` that runs a single source file, i.e. with
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     version = spark_version(args.spark_home)
     keys = extract(args.spark_home)
     header = [
-        f"Spark {version} property keys, read by tests/support/extract_spark_names.py from the release's jars:",
+        f"Spark {version} property keys, read by tools/extract_spark_names.py from the release's jars:",
         "ConfigEntry.knownConfigs with every entry's alternatives, after initialising the config objects of",
         "  " + ", ".join(JAR_PATTERNS) + ";",
         "every string constant spark.x.y in the class files of " + ", ".join(LITERAL_JAR_PATTERNS) + ";",

@@ -3,8 +3,8 @@
 This is the tool that produced ``bootstrap_agent/data/names/*.txt``.  It is not run in CI: it needs a
 checkout (or a bare git directory) of apache/mesos or Alluxio/alluxio, which the project does not ship.
 
-    python tests/support/extract_names.py mesos   REPO_DIR master|agent [--rev TAG]
-    python tests/support/extract_names.py alluxio REPO_DIR [--rev TAG]
+    python tools/extract_names.py mesos   REPO_DIR master|agent [--rev TAG]
+    python tools/extract_names.py alluxio REPO_DIR [--rev TAG]
 
 Without ``--rev`` the files are read from the work tree ``REPO_DIR``.  With ``--rev`` they are read with
 ``git show REV:PATH`` from the repository at ``REPO_DIR`` (a bare git directory works), and the header
@@ -272,7 +272,7 @@ def extract_mesos(tree: SourceTree, role: str) -> tuple[list[str], list[str]]:
         "Boolean flags are also accepted as --no-NAME (not listed separately).",
         *_provenance(tree, "apache/mesos"),
         "Files read: " + ", ".join(files),
-        'Extracted by tests/support/extract_names.py: every add(&Flags::member, "name", ...) call in the',
+        'Extracted by tools/extract_names.py: every add(&Flags::member, "name", ...) call in the',
         "files above (the Flags class of the role, its base classes, and main.cpp), including the",
         'flags::DeprecatedName("old") alias names that stout still accepts; branches that a Linux build',
         "does not compile (__WINDOWS__) are skipped.",
@@ -427,7 +427,7 @@ def extract_alluxio(tree: SourceTree) -> tuple[list[str], list[str]]:
         "Alluxio property keys (alluxio-site.properties / -D<key>=<value>) that this release knows.",
         *_provenance(tree, "Alluxio/alluxio"),
         "Files read: " + ", ".join(files),
-        "Extracted by tests/support/extract_names.py: the key of every 'public static final PropertyKey'",
+        "Extracted by tools/extract_names.py: the key of every 'public static final PropertyKey'",
         "declaration in PropertyKey.java (Name.* constants, string literals, or Template.X(args) resolved),",
         "plus every .setAlias(...) name, plus the tier-level templates expanded for levels "
         + ", ".join(map(str, TIER_LEVELS))

@@ -12,7 +12,7 @@ the scripts those lines call must be there, shaped like the real ones of the ima
   ``*_JAVA_OPTS`` with the user's options, the server classpath), and finally points ``$JAVA`` at
   ``libexec/standin-java``, keeping the ``$JAVA`` the caller gave in ``ALLUXIO_STANDIN_JAVA``.
 * ``libexec/standin-java`` takes a ``java`` command line (``-cp``, JVM options, main class), maps the main
-  class to the stand-in's role and runs ``python -m bootstrap_agent.standins.alluxio``, which resolves the real
+  class to the stand-in's role and runs ``python -m standins.alluxio``, which resolves the real
   Java as the real scripts do and runs it (``java <options> -version``) for the version check.
 
 No upstream code is copied: the scripts are this project's, written to the contract of upstream's (cited in
@@ -34,7 +34,7 @@ FULL_VERSIONS = {"1.8": "1.8.2", "2.9": "2.9.3"}
 
 _HEADER = """\
 #!/usr/bin/env bash
-# Stand-in of Alluxio {full}'s {name}, written by `python -m bootstrap_agent.standins.alluxio_home` (the
+# Stand-in of Alluxio {full}'s {name}, written by `python -m standins.alluxio_home` (the
 # image with STANDINS=yes). It keeps the real script's contract and hands the process to the Alluxio
 # stand-in; see that module's docstring.
 """
@@ -110,7 +110,7 @@ esac
 # Alluxio finds alluxio-site.properties in alluxio.conf.dir, else on the classpath (its first entry here).
 conf_dir="${{conf_dir:-${{classpath%%:*}}}}"
 if [[ -n "${{ALLUXIO_STANDIN_JAVA:-}}" ]]; then export JAVA="$ALLUXIO_STANDIN_JAVA"; else unset JAVA; fi
-exec {python} -m bootstrap_agent.standins.alluxio "$role" --alluxio-version {version} \\
+exec {python} -m standins.alluxio "$role" --alluxio-version {version} \\
   --conf "${{conf_dir%/}}/alluxio-site.properties" "--jvm-options=${{options[*]}}"
 """
 
@@ -203,7 +203,7 @@ def install(home: Path, version: str, python: str) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bootstrap_agent.standins.alluxio_home",
+    parser = argparse.ArgumentParser(prog="python -m standins.alluxio_home",
                                      description="Install a stand-in Alluxio installation.")
     parser.add_argument("--alluxio-version", required=True, choices=ALLUXIO_VERSIONS)
     parser.add_argument("--home", default="/opt/alluxio")

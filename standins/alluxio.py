@@ -22,10 +22,10 @@ from importlib import resources
 from typing import Any
 
 from bootstrap_agent.names import ALLUXIO_VERSIONS, alluxio_keys
-from bootstrap_agent.standins import alluxio_ha, alluxio_start
-from bootstrap_agent.standins.alluxio_start import FORMAT_COMMAND, StartRefused
-from bootstrap_agent.standins.alluxio_webui import web_routes
-from bootstrap_agent.standins.common import (
+from standins import alluxio_ha, alluxio_start
+from standins.alluxio_start import FORMAT_COMMAND, StartRefused
+from standins.alluxio_webui import web_routes
+from standins.common import (
     EXIT_RUNTIME,
     MASK,
     Response,
@@ -348,7 +348,7 @@ def _routes(role: str, version: str, properties: Mapping[str, str], rpc_port: in
 
 def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m bootstrap_agent.standins.alluxio",
+        prog="python -m standins.alluxio",
         description="Stand-in for the Alluxio master, worker or proxy.",
         allow_abbrev=False,
     )

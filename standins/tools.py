@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bootstrap_agent.names import listed
-from bootstrap_agent.standins.common import (
+from standins.common import (
     Response,
     RoutedHTTPServer,
     RouteHandler,
@@ -36,7 +36,7 @@ from bootstrap_agent.standins.common import (
     log_event,
     serve,
 )
-from bootstrap_agent.standins.spark import spark_class
+from standins.spark import spark_class
 
 DOCKER_KEYS_FILE = "docker-20.10-daemon.txt"
 #: Where the image unpacks Zeppelin (``bin/zeppelin.sh`` sets ZEPPELIN_HOME to the folder above itself).
@@ -107,7 +107,7 @@ def docker(config_file: str, host: str) -> int:
             os.unlink(path)
 
 
-# --- Spark external shuffle service: bin/spark-class, in bootstrap_agent/standins/spark.py ----------------------
+# --- Spark external shuffle service: bin/spark-class, in standins/spark.py ----------------------
 
 
 # --- Zeppelin and Jenkins ------------------------------------------------------------------------------------
@@ -170,7 +170,7 @@ def web_tool(program: str, environ: Mapping[str, str], addr: str, port: str, pre
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bootstrap_agent.standins.tools", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m standins.tools", description=__doc__)
     sub = parser.add_subparsers(dest="program", required=True)
     docker_cmd = sub.add_parser("docker", help="dockerd: reads --config-file, answers on -H unix://PATH")
     docker_cmd.add_argument("--config-file", default="/etc/docker/daemon.json")

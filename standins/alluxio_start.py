@@ -1,6 +1,6 @@
 """What real Alluxio demands before it serves, beyond its properties: a Java it accepts, and a formatted journal.
 
-The Alluxio stand-in (``bootstrap_agent.standins.alluxio``) calls these checks after the properties passed;
+The Alluxio stand-in (``standins.alluxio``) calls these checks after the properties passed;
 each refuses with the real program's words (the upstream files are cited in
 ``bootstrap_agent/data/names/STARTUP-RULES.md``, section "Alluxio"):
 
@@ -235,7 +235,7 @@ def check_start(role: str, version: str, properties: Mapping[str, str], args: ar
     options = jvm_options(role, args, env)
     found: dict[str, Any] = {"java": check_java(version, env, options, args.java), "jvm_options": options}
     if role == "master":
-        from bootstrap_agent.standins.alluxio_ha import embedded_journal  # it imports this module
+        from standins.alluxio_ha import embedded_journal  # it imports this module
 
         # The Raft journal is built (and refuses a list without this master) before the format check.
         raft = embedded_journal(version, properties)

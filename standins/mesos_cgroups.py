@@ -1,6 +1,6 @@
 """What a Mesos agent demands of the node's systemd and cgroup layout at start, for the Mesos stand-in.
 
-Two checks, run by ``bootstrap_agent.standins.mesos`` after the flags are valid (see STARTUP-RULES.md, "Mesos"):
+Two checks, run by ``standins.mesos`` after the flags are valid (see STARTUP-RULES.md, "Mesos"):
 
 * ``check_systemd``: the agent's own start-up (apache/mesos 1.11.0 and 1.4.3 ``src/slave/main.cpp``, "Initialize
   systemd if it exists", and ``src/linux/systemd.cpp`` ``systemd::initialize``). With ``--systemd_enable_support``

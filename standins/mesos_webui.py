@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bootstrap_agent.standins.common import Response, Route
+from standins.common import Response, Route
 
 MASTER_INFO_LABEL = "json.info_"
 _ZK_URL = re.compile(r"^zk://(?:(?P<auth>[^@/]+)@)?(?P<hosts>[^/]+)(?P<path>/\S*)$")

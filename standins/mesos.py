@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from bootstrap_agent.names import MESOS_VERSIONS, MesosRole, mesos_flags
-from bootstrap_agent.standins.common import (
+from standins.common import (
     EXIT_RUNTIME,
     MASK,
     Response,
@@ -35,8 +35,8 @@ from bootstrap_agent.standins.common import (
     log_event,
     serve,
 )
-from bootstrap_agent.standins.mesos_cgroups import StartupError, check_kill_mode, check_systemd
-from bootstrap_agent.standins.mesos_webui import start_master_ui
+from standins.mesos_cgroups import StartupError, check_kill_mode, check_systemd
+from standins.mesos_webui import start_master_ui
 
 ENV_PREFIX = "MESOS_"
 DEFAULT_PORTS: Mapping[str, int] = {"master": 5050, "agent": 5051}
@@ -327,7 +327,7 @@ def _routes(role: MesosRole, version: str, flags: Mapping[str, str], listen: str
 
 def _parse_args(argv: Sequence[str]) -> tuple[MesosRole, str, list[str]]:
     parser = argparse.ArgumentParser(
-        prog="python -m bootstrap_agent.standins.mesos",
+        prog="python -m standins.mesos",
         description="Stand-in for mesos-master/mesos-agent; further arguments are --flag=value Mesos flags.",
         allow_abbrev=False,
     )

@@ -1,0 +1,80 @@
+"""The user-data document before it is judged: decoding it, its top-level keys, and the run-time overrides
+(``bootstrap-agent config set``) applied to it."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from bootstrap_agent.errors import InvalidInput
+
+SCHEMA_VERSION = 1
+MAX_USER_DATA_BYTES = 32 * 1024  # OTC's limit before base64; anything larger never came from a real cloud
+
+TOP_KEYS = frozenset({
+    "schema", "cluster", "role", "masters", "secret", "mesos", "alluxio", "credentials", "dashboard", "spark",
+    "zeppelin", "jenkins",
+})
+# Run-time configuration (``bootstrap-agent config set``) may change how the cluster runs, never what it is:
+# its identity and its secrets stay where the provisioner put them.
+FIXED_KEYS = ("schema", "cluster", "role", "masters", "secret", "credentials")
+
+
+def decode_user_data(raw: bytes | str) -> Any:
+    """The JSON document in user-data, without judging its content yet."""
+    if isinstance(raw, bytes):
+        if len(raw) > MAX_USER_DATA_BYTES:
+            raise InvalidInput("", f"user-data is {len(raw)} bytes, more than the cloud's limit of 32 KB")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput("", f"user-data is not UTF-8 text (byte {exc.start})") from None
+    else:
+        text = raw
+    if text.lstrip().startswith("#cloud-config"):
+        raise InvalidInput("", "user-data is a cloud-config, not bootstrap-agent schema-1 JSON")
+    try:
+        document = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput("", f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise InvalidInput("", "not valid user-data: nested too deeply") from None
+    return document
+
+
+def _no_constant(name: str) -> None:
+    raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
+
+
+def check_override_key(key: str) -> list[str]:
+    """The dotted path of a run-time override, split; ``InvalidInput`` for keys that may not be overridden."""
+    parts = key.split(".")
+    if not key or any(not part for part in parts):
+        raise InvalidInput(key or "config", "not a dotted key such as alluxio.block_size")
+    if parts[0] in FIXED_KEYS:
+        raise InvalidInput(key, f"'{parts[0]}' is fixed at provisioning and cannot be changed at run time")
+    if parts[0] not in TOP_KEYS:
+        raise InvalidInput(key, f"unknown key (known: {', '.join(sorted(TOP_KEYS - set(FIXED_KEYS)))})")
+    return parts
+
+
+def with_overrides(document: Any, overrides: Mapping[str, Any]) -> Any:
+    """``document`` with every dotted override applied (``None`` removes the key); the caller validates."""
+    if not isinstance(document, dict):
+        return document
+    result = copy.deepcopy(document)
+    for key in sorted(overrides):
+        parts = check_override_key(key)
+        node = result
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        if overrides[key] is None:
+            node.pop(parts[-1], None)
+        else:
+            node[parts[-1]] = overrides[key]
+    return result
