@@ -64,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if args.builder == "local":
-            from image.local import LocalBuilder, tree_size, unavailable_reason
+            from image.local import LocalBuilder, unavailable_reason
+            from image.rootfs import tree_size
 
             reason = unavailable_reason()
             if reason:

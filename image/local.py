@@ -19,16 +19,13 @@ recipe is never rebuilt. A cache entry is read-only by convention: containers us
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +49,7 @@ from image.recipe import (
     source_digest,
     standins_digest,
 )
+from image.rootfs import chroot_mounts, locked, mounts_below, pid_alive, remove_tree, touch
 
 CACHE_ROOT_ENV = "BOOTSTRAP_AGENT_IMAGE_CACHE"  #: another cache folder (e.g. to measure a cold build)
 CACHE_ROOT = Path(os.environ.get(CACHE_ROOT_ENV) or "/var/cache/bootstrap-agent/images")
@@ -156,79 +154,6 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-# -- filesystem helpers ----------------------------------------------------------------------------------------
-def mounts_below(path: Path) -> list[str]:
-    """Mount points at or below ``path`` in this mount namespace, deepest first."""
-    prefix = os.path.realpath(path)
-    points = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4].encode().decode("unicode_escape")
-        if point == prefix or point.startswith(prefix + "/"):
-            points.append(point)
-    return sorted(points, key=len, reverse=True)
-
-
-def remove_tree(path: Path) -> None:
-    """``rm -rf`` that first unmounts anything below ``path`` and refuses to delete through a mount."""
-    for point in mounts_below(path):
-        subprocess.run(["umount", "-l", point], capture_output=True, timeout=30, check=False)
-    left = mounts_below(path)
-    if left:
-        raise BuildError(f"cannot remove {path}: still mounted: {left}")
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def locked(path: Path, timeout: float) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise BuildError(f"{path} stayed locked for {timeout:.0f} s (another build?)") from None
-                time.sleep(0.5)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@contextlib.contextmanager
-def chroot_mounts(rootfs: Path, *, network: bool) -> Iterator[None]:
-    """``/proc`` mounted in the chroot meanwhile; with ``network``, the host's resolver (for apt) too."""
-    resolv = rootfs / "etc/resolv.conf"
-    saved = resolv.read_bytes() if resolv.is_file() else None
-    if network:
-        resolv.unlink(missing_ok=True)
-        shutil.copyfile("/etc/resolv.conf", resolv)
-    proc = rootfs / "proc"
-    subprocess.run(["mount", "-t", "proc", "proc", str(proc)], check=True, capture_output=True, timeout=30)
-    try:
-        yield
-    finally:
-        subprocess.run(["umount", str(proc)], capture_output=True, timeout=30, check=False)
-        if mounts_below(proc):
-            subprocess.run(["umount", "-l", str(proc)], capture_output=True, timeout=30, check=False)
-        if network:
-            resolv.unlink(missing_ok=True)
-            if saved is not None:
-                resolv.write_bytes(saved)
-
-
 def _stage(rootfs: Path, project_dir: Path) -> Path:
     """Copy the install script and the units into the rootfs, in the project's layout."""
     stage = rootfs / STAGE
@@ -299,12 +224,12 @@ class LocalBuilder:
         node_digest = _digest(node_text)
         final = self.cache_root / f"node-{node_digest}"
         if final.is_dir():
-            _touch(final)
+            touch(final)
             return LocalImage(final, node_digest, built=False, seconds={"lookup": time.monotonic() - started})
         seconds: dict[str, float] = {}
         with locked(self.cache_root / ".lock", self.lock_timeout):
             if final.is_dir():  # another session built it while we waited
-                _touch(final)
+                touch(final)
                 return LocalImage(final, node_digest, built=False, seconds={"lookup": time.monotonic() - started})
             self._remove_stale_builds()
             base = self.cache_root / f"base-{base_digest}"
@@ -312,7 +237,7 @@ class LocalBuilder:
                 step = time.monotonic()
                 self._build_base(base, base_text)
                 seconds["base"] = time.monotonic() - step
-            _touch(base)
+            touch(base)
             step = time.monotonic()
             wheelhouse = self._wheelhouse()
             seconds["wheelhouse"] = time.monotonic() - step
@@ -352,7 +277,7 @@ class LocalBuilder:
         key = _digest(f"python {NODE_PYTHON} {os.uname().machine}\n" + "\n".join([*deps, PYSPARK]))
         final = self.cache_root / f"wheelhouse-{key}"
         if final.is_dir():
-            _touch(final)
+            touch(final)
             return final
         tmp = self.cache_root / f".build-wheelhouse-{key}-{os.getpid()}"
         log = self.cache_root / f"{final.name}.log"
@@ -428,7 +353,7 @@ class LocalBuilder:
             return
         for entry in self.cache_root.iterdir():
             match = _BUILD_RE.fullmatch(entry.name)
-            if match and not _pid_alive(int(match.group(1))):
+            if match and not pid_alive(int(match.group(1))):
                 remove_tree(entry)
 
     def prune(self, keep: int = 3, min_idle: float = 3600.0) -> list[Path]:
@@ -451,17 +376,6 @@ class LocalBuilder:
         return removed
 
 
-def _touch(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        os.utime(path)
-
-
-def tree_size(path: Path) -> int:
-    """Bytes used by the files below ``path`` (``du -sb``)."""
-    result = subprocess.run(["du", "-sb", "--", str(path)], capture_output=True, text=True, timeout=120, check=True)
-    return int(result.stdout.split()[0])
-
-
 def unavailable_reason() -> str | None:
     """Why the local builder cannot run here (not root, a tool missing), or None."""
     if os.geteuid() != 0:
@@ -477,4 +391,4 @@ def build_local(options: NodeOptions | None = None, **kw: object) -> LocalImage:
     return LocalBuilder(options, **kw).build()  # type: ignore[arg-type]
 
 
-__all__: Sequence[str] = ("CACHE_ROOT", "LocalBuilder", "LocalImage", "build_local", "tree_size")
+__all__: Sequence[str] = ("CACHE_ROOT", "LocalBuilder", "LocalImage", "build_local")

@@ -46,8 +46,9 @@ from typing import Any
 
 import pytest
 
-from image.local import CACHE_ROOT, CHROOT_PATH, LocalBuilder, chroot_mounts, locked, remove_tree
+from image.local import CACHE_ROOT, CHROOT_PATH, LocalBuilder
 from image.recipe import NodeOptions
+from image.rootfs import chroot_mounts, locked, remove_tree
 from tests.support import container as ct
 from tests.support.container import Container, TestNetwork
 from tests.support.metadata_server import MetadataServer

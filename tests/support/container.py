@@ -118,14 +118,15 @@ def recipe_text(extra_packages: Sequence[str] = ()) -> str:
 
 
 def _mounts_below(path: Path) -> list[str]:
-    from image.local import mounts_below
+    from image.rootfs import mounts_below
 
     return mounts_below(path)
 
 
 def _remove_tree(path: Path) -> None:
     """The image builder's unmount-then-remove, with this module's error."""
-    from image.local import BuildError, remove_tree
+    from image.recipe import BuildError
+    from image.rootfs import remove_tree
 
     try:
         remove_tree(path)
@@ -202,7 +203,8 @@ def _build(target: Path, extra_packages: Sequence[str], log: Path) -> None:
 @contextlib.contextmanager
 def _locked(path: Path, timeout: float) -> Iterator[None]:
     """The image builder's build lock, with this module's error."""
-    from image.local import BuildError, locked
+    from image.recipe import BuildError
+    from image.rootfs import locked
 
     try:
         with locked(path, timeout):
