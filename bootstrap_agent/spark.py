@@ -28,7 +28,6 @@ time, and the Spark stand-in refuses it too (Spark itself ignores it silently: a
 from __future__ import annotations
 
 import posixpath
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -203,17 +202,3 @@ def shuffle_environment(node: SparkNode, heap_mib: int) -> list[tuple[str, str]]
         ("SPARK_LOCAL_IP", node.ip),
         ("SPARK_DAEMON_MEMORY", f"{heap_mib}m"),
     ]
-
-
-def parse_properties(text: str) -> dict[str, str]:
-    """The ``key value`` / ``key=value`` lines of a Spark properties file (``#``/``!`` comments), as Spark's
-    ``Utils.getPropertiesFromFile`` reads them with ``java.util.Properties`` (no line continuations here)."""
-    props: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#!":
-            continue
-        match = re.match(r"^((?:\\.|[^\s:=\\])+)\s*[\s:=]?\s*(.*)$", line)
-        if match:
-            props[match.group(1).replace("\\", "")] = match.group(2).strip()
-    return props

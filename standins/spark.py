@@ -36,10 +36,10 @@ from bootstrap_agent.spark import (
     SHUFFLE_CLASS,
     SPARK_HOME,
     SPARK_VERSION,
-    parse_properties,
     unknown_keys,
 )
 from standins.common import fail, install_stop_handlers, listen_address, log_event, serve, tcp_listener
+from standins.properties import PropertiesError, parse_properties
 
 PROGRAM = "spark-class"
 _DAEMON_MEMORY = re.compile(r"^\d+[kmgtKMGT]?$")
@@ -87,10 +87,11 @@ def configuration(environ: Mapping[str, str]) -> dict[str, str]:
     """The service's Spark properties: ``-D`` options over ``spark-defaults.conf``; unknown keys refused."""
     path = defaults_file(environ)
     try:
-        file_props = parse_properties(Path(path).read_text("utf-8"))
+        # Spark's Utils.getPropertiesFromFile: Properties.load on a UTF-8 reader, then every value trimmed.
+        file_props = {k: v.strip() for k, v in parse_properties(Path(path).read_text("utf-8")).items()}
     except FileNotFoundError:
         file_props = {}  # Spark starts without the file
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, PropertiesError) as exc:
         fail(PROGRAM, f"Exception in thread \"main\" org.apache.spark.SparkException: Failed when loading Spark "
                       f"properties from {path}: {exc}", code=1)
     opts = java_properties(environ.get("SPARK_DAEMON_JAVA_OPTS", "") + " " + environ.get("SPARK_SHUFFLE_OPTS", ""))

@@ -43,8 +43,8 @@ from bootstrap_agent.spark import (
     SPARK_KEYS_FILE,
     check_keys,
     known_key,
-    parse_properties,
 )
+from standins.properties import parse_properties
 from standins.spark import REGISTER_DRIVER, private_tmp
 from tests.support.waiting import wait_for
 from tests.test_plan import AGENCY_KEYS, facts, user_data
