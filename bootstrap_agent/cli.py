@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bootstrap_agent import DEFAULT_METADATA_URL, DEFAULT_USER_DATA_URL
+from bootstrap_agent import DEFAULT_METADATA_URL, DEFAULT_USER_DATA_URL, __version__
+from bootstrap_agent.cli_parser import OneLineParser, add_log_options
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -32,9 +33,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="bootstrap-agent", description="Self-configuring Mesos + Alluxio cluster node.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     once = commands.add_parser("once", help="one full pass: fetch, validate, plan, apply, start; then exit")
@@ -64,11 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--user-data", required=True, type=Path)
     render.add_argument("--facts", type=Path, help="facts as JSON (default: this machine's, via psutil)")
     render.add_argument("--peers", type=Path, help="peers as JSON (default: none)")
-    render.add_argument("--out", required=True, type=Path)
-    render.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    render.add_argument("--out", required=True, type=Path,
+                        help="the folder to render into (relative or absolute); replaced whole, never half")
+    add_log_options(render)
 
     validate = commands.add_parser("validate", help="check user-data; exit 0 valid, 2 invalid")
     validate.add_argument("file", help="user-data file, or - for standard input")
+    validate.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
     status = commands.add_parser("status", help="this node's state from its last pass; exit 0 ready, 1 not")
     status.add_argument("--json", action="store_true", help="print the state as JSON")
@@ -77,11 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logs(args: argparse.Namespace) -> None:
+    from bootstrap_agent import logs
+    from bootstrap_agent.cli_parser import logs_wanted
+
+    logs.configure(args.log_level, enabled=logs_wanted(args))
+
+
 def _cluster_access(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", default="/")
     parser.add_argument("--user-data", type=Path,
                         help="the cluster's user-data (default: this node's last good copy under --root)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to reach ZooKeeper (default 10)")
+    add_log_options(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,7 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"bootstrap-agent: {message}", file=sys.stderr)
+    """Every error line of the CLI: masked, so no secret of the user-data and no URL's password is echoed."""
+    from bootstrap_agent.logs import mask
+
+    print(f"bootstrap-agent: {mask(message)}", file=sys.stderr)
     return code
 
 
@@ -113,7 +128,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return _fail(f"cannot read {args.file}: {exc.strerror}", EXIT_INVALID)
     except InvalidInput as exc:
         return _fail(f"invalid user-data: {exc}", EXIT_INVALID)
-    print(f"valid: cluster {settings.cluster}, role {settings.role}, {len(settings.masters)} master(s)")
+    if args.json:
+        print(json.dumps({"valid": True, "cluster": settings.cluster, "role": settings.role,
+                          "masters": list(settings.masters)}))
+    else:
+        print(f"valid: cluster {settings.cluster}, role {settings.role}, {len(settings.masters)} master(s)")
     return EXIT_OK
 
 
@@ -144,15 +163,16 @@ def cmd_once(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     from bootstrap_agent import facts as facts_mod
     from bootstrap_agent import logs, tls
-    from bootstrap_agent.errors import InvalidInput, SourceUnavailable
-    from bootstrap_agent.install import install, write_atomic
+    from bootstrap_agent.errors import AgentError, InvalidInput
     from bootstrap_agent.layout import Layout
     from bootstrap_agent.node_paths import DASHBOARD_CERT, DASHBOARD_KEY
     from bootstrap_agent.plan import plan
+    from bootstrap_agent.render import RenderRefused, render
     from bootstrap_agent.schema import parse_user_data
 
-    logs.configure(args.log_level)
-    try:
+    _configure_logs(args)
+
+    def plan_of(previous: Layout) -> Any:
         settings = parse_user_data(_read(args.user_data))
         logs.register_secrets(*settings.secrets(), source="user-data")
         if args.facts:
@@ -162,38 +182,23 @@ def cmd_render(args: argparse.Namespace) -> int:
         peers = _load_peers(args.peers) if args.peers else None
         if settings.role == "master" and not settings.dashboard.tls_certificate and facts.tls is None:
             # What a node makes for itself at first boot; rendering into the same folder again keeps it.
-            out_root = Layout(str(args.out))
             try:
-                pair = (Path(out_root.path(DASHBOARD_CERT)).read_text(), Path(out_root.path(DASHBOARD_KEY)).read_text())
+                pair = (Path(previous.path(DASHBOARD_CERT)).read_text(),
+                        Path(previous.path(DASHBOARD_KEY)).read_text())
             except FileNotFoundError:
                 pair = tls.generate(f"{settings.cluster}-dashboard", facts.ip)
             facts = facts_mod.with_tls(facts, pair)
-        desired = plan(settings, facts, peers, Layout("/"))
+        return plan(settings, facts, peers, Layout("/"))
+
+    try:
+        render(plan_of, args.out)
     except OSError as exc:
-        return _fail(f"cannot read {exc.filename}: {exc.strerror}", EXIT_INVALID)
+        return _fail(f"cannot use {exc.filename}: {exc.strerror}", EXIT_INVALID)
     except InvalidInput as exc:
         return _fail(f"invalid input: {exc}", EXIT_INVALID)
-    except SourceUnavailable as exc:
-        return _fail(str(exc), EXIT_FAILED)
-    out = Layout(str(args.out))
-    existed = {f.path for f in desired.files if Path(out.path(f.path)).exists()}
-    result = install(desired.files, out)
-    rewritten = existed & set(result.changed)
-    for path, reason in result.failed.items():
-        _fail(f"{path}: {reason}", EXIT_FAILED)
-    services = {
-        "enable": [s.unit for s in desired.services],
-        "start": [s.unit for s in desired.services],
-        # like once: a unit restarts when a file it had already read changed
-        "restart": [s.unit for s in desired.services if rewritten & set(s.inputs)],
-        "services": [
-            {"unit": s.unit, "inputs": list(s.inputs), "ports": [f"{h}:{p}" for h, p in s.ports],
-             "reload": s.reload, "version": s.version}
-            for s in desired.services
-        ],
-    }
-    write_atomic(Path(out.path("/services.json")), (json.dumps(services, indent=2) + "\n").encode())
-    return EXIT_FAILED if result.failed else EXIT_OK
+    except (AgentError, RenderRefused) as exc:  # render promises 0 or 2: whatever stops it, DIR is unchanged
+        return _fail(logs.mask(str(exc)), EXIT_INVALID)
+    return EXIT_OK
 
 
 def _load_peers(path: Path) -> Any:
@@ -246,7 +251,6 @@ def _connect(settings: Any, timeout: float) -> Any:
     from bootstrap_agent.cluster import ClusterStore, ClusterUnavailable
     from bootstrap_agent.zk.paths import ensemble
 
-    logs.configure("error")
     logs.register_secrets(*settings.secrets(), source="user-data")
     store = ClusterStore(ensemble(settings.masters), settings.cluster, settings.secret,
                          on_event=lambda kind, detail: None, log=logs.get())
@@ -262,6 +266,7 @@ def _with_cluster(args: argparse.Namespace, action: Callable[[Any, Any, Any], in
     from bootstrap_agent.cluster import ClusterUnavailable, ConfigConflict
     from bootstrap_agent.errors import InvalidInput
 
+    _configure_logs(args)  # ZooKeeper's own complaints only with --verbose: the result is one line
     try:
         settings, document = _cluster_settings(args)
         store = _connect(settings, args.timeout)

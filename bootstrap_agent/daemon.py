@@ -276,7 +276,7 @@ class Daemon:
             self.overrides = self.store.get_config()
             if settings.role == "master":
                 members = self.store.members()
-                self.peers = Peers(tuple(dataclasses.asdict(m) for m in members))
+                self.peers = Peers(tuple(dataclasses.asdict(m) for m in members), read_at=time.time())
             elif relist:
                 self.store.masters(settings.masters)  # the tick's re-read: proves the masters' znodes are reachable
         except ClusterUnavailable as exc:

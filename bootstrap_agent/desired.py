@@ -64,6 +64,9 @@ class Peers:
     """Other members as seen in ZooKeeper; empty until the node has registered."""
 
     members: tuple[dict[str, Any], ...] = ()  # Member fields: uuid, role, ip, hostname, state, reason, services
+    # When the members were read (epoch seconds; None when not read from ZooKeeper, e.g. ``once``, ``render``):
+    # the cluster status document carries it, so a reader sees how fresh the view is.
+    read_at: float | None = None
 
 
 def text_file(path: str, text: str, mode: int = 0o644, check: str | None = None, secret: bool = False) -> DesiredFile:

@@ -18,6 +18,8 @@ from typing import Any
 import structlog
 
 MASK = "***"
+# scheme://user[:password]@ -- up to the first '@', also past a '/' (S3 secret keys may hold one)
+_URL_CREDENTIALS = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^\s@'\"]+@")
 _SECRET_KEY = re.compile(r"secret|password|passwd|token|access_?key|private_?key|credential", re.IGNORECASE)
 _lock = threading.Lock()
 _by_source: dict[str, frozenset[str]] = {}
@@ -42,8 +44,11 @@ def registered() -> frozenset[str]:
 
 
 def mask(value: Any) -> Any:
-    """``value`` with every registered secret replaced; recurses into lists and dicts."""
+    """``value`` with every registered secret and every URL's user:password replaced; recurses into lists and
+    dicts. URL credentials are masked without being registered: a mistyped ``https://AK:SK@host`` is refused
+    before anyone knew its keys were secrets."""
     if isinstance(value, str):
+        value = mask_url_credentials(value)
         for secret in _current:
             if secret in value:
                 value = value.replace(secret, MASK)
@@ -55,6 +60,11 @@ def mask(value: Any) -> Any:
     return value
 
 
+def mask_url_credentials(text: str) -> str:
+    """``text`` with the user and password of every URL in it replaced (``https://***@host``)."""
+    return _URL_CREDENTIALS.sub(rf"\1{MASK}@", text)
+
+
 def _mask_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in list(event_dict.items()):
         if key != "event" and _SECRET_KEY.search(key) and value:
@@ -64,8 +74,9 @@ def _mask_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mu
     return event_dict
 
 
-def configure(level: str = "info") -> None:
-    """JSON lines to stderr; called once by the CLI before anything is logged."""
+def configure(level: str = "info", *, enabled: bool = True) -> None:
+    """JSON lines to stderr; called once by the CLI before anything is logged. ``enabled=False``: no lines at
+    all (a command that talks to a person logs only on request: ``--verbose`` or ``--log-format json``)."""
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
@@ -73,11 +84,16 @@ def configure(level: str = "info") -> None:
             structlog.processors.format_exc_info,
             _mask_processor,
             structlog.processors.JSONRenderer(sort_keys=False),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        ] if enabled else [_drop],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelName(level.upper()) if enabled else logging.CRITICAL),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+def _drop(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    raise structlog.DropEvent
 
 
 def get(name: str = "bootstrap-agent") -> Any:

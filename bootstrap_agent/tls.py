@@ -29,14 +29,16 @@ def load(folder: Path) -> Pair | None:
         return None
 
 
-def generate(common_name: str, ip: str) -> Pair:
-    """A new self-signed pair for ``ip``; the key touches the disk only in a private temporary folder."""
+def generate(common_name: str, *ips: str) -> Pair:
+    """A new self-signed pair for ``ips``; the key touches the disk only in a private temporary folder.
+
+    provision-min makes a cluster's pair with the same call (all master addresses), so it can pin it."""
     with tempfile.TemporaryDirectory(prefix="ba-tls-") as tmp:
         cert, key = Path(tmp, CERT_NAME), Path(tmp, KEY_NAME)
         try:
             subprocess.run(
                 ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-sha256", "-nodes", "-days", str(VALID_DAYS),
-                 "-subj", f"/CN={common_name}", "-addext", f"subjectAltName=IP:{ip}",
+                 "-subj", f"/CN={common_name}", "-addext", "subjectAltName=" + ",".join(f"IP:{ip}" for ip in ips),
                  "-keyout", str(key), "-out", str(cert)],
                 check=True, capture_output=True, timeout=60,
             )

@@ -4,5 +4,6 @@
   ``/var/cache/bootstrap-agent/images/`` by a hash of its recipe.
 * ``image.otc``: a private image on Open Telekom Cloud, made on a temporary ECS that runs the same script.
 
-``python -m image --help`` is the command line; ``image/README.md`` the manual.
+``provision-min image build`` (``image.command``; in a checkout also ``python -m image otc``) builds the OTC
+image from an installed provision-min; ``python -m image --help`` the builders; ``image/README.md`` the manual.
 """

@@ -6,9 +6,11 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from bootstrap_agent import logs
 from bootstrap_agent.names import ALLUXIO_VERSIONS, MESOS_VERSIONS
+from image.command import add_build_arguments, build
 from image.recipe import BuildError, NodeOptions
 
 
@@ -35,67 +37,40 @@ def build_parser() -> argparse.ArgumentParser:
     _node_options(local)
     local.add_argument("--size", action="store_true", help="also measure the image's size (du, a few seconds)")
 
-    otc = builders.add_parser("otc", help="a private image on Open Telekom Cloud (credentials from clouds.yaml "
-                              "or OS_*, OBS keys from OBS_*)")
-    _node_options(otc)
-    otc.add_argument("--cloud", "--os-cloud", dest="cloud", metavar="NAME",
-                     help="the cloud in clouds.yaml (default: $OS_CLOUD, else OS_* variables), as for provision-min")
-    otc.add_argument("--name", required=True, help="name of the private image")
-    otc.add_argument("--vpc-id", required=True)
-    otc.add_argument("--subnet-id", required=True, help="subnet (network) id of the build ECS's NIC")
-    otc.add_argument("--security-group-id", required=True)
-    otc.add_argument("--bucket", required=True, help="OBS bucket for the build's objects (removed afterwards)")
-    otc.add_argument("--region", default="eu-de")
-    otc.add_argument("--availability-zone", default="eu-de-01")
-    otc.add_argument("--flavor", default="s3.medium.2")
-    otc.add_argument("--key-name", help="SSH key pair of the build ECS (to debug a failed build; not in the image)")
-    otc.add_argument("--base-image-id", help="default: the newest public Debian 12 image")
-    otc.add_argument("--public-ip", action="store_true", help="an EIP for the build ECS (downloads from the internet)")
+    otc = builders.add_parser("otc", help="a private image on Open Telekom Cloud: the same as "
+                              "'provision-min image build'")
+    add_build_arguments(otc)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logs.configure()  # JSON lines on stderr (the OTC client's calls); stdout keeps the one JSON result
+    logs.configure()  # JSON lines on stderr (the OTC client's calls); stdout keeps the one result
+    if args.builder == "otc":
+        return build(args, prog="image")
     try:
         options = _options(args)
     except ValueError as exc:
         print(f"image: {exc}", file=sys.stderr)
         return 2
+    from image.local import LocalBuilder, unavailable_reason
+    from image.rootfs import tree_size
+
+    reason = unavailable_reason()
+    if reason:
+        print(f"image: {reason}", file=sys.stderr)
+        return 1
     try:
-        if args.builder == "local":
-            from image.local import LocalBuilder, unavailable_reason
-            from image.rootfs import tree_size
-
-            reason = unavailable_reason()
-            if reason:
-                print(f"image: {reason}", file=sys.stderr)
-                return 1
-            built = LocalBuilder(options).build()
-            result = {"path": str(built.path), "digest": built.digest, "built": built.built,
-                      "seconds": {k: round(v, 1) for k, v in built.seconds.items()}}
-            if args.size:
-                result["bytes"] = tree_size(built.path)
-        else:
-            from image.otc import OtcCredentials, OtcImageBuilder, OtcImageSettings
-
-            settings = OtcImageSettings(
-                name=args.name, vpc_id=args.vpc_id, subnet_id=args.subnet_id,
-                security_group_id=args.security_group_id, bucket=args.bucket, region=args.region,
-                availability_zone=args.availability_zone, flavor=args.flavor, key_name=args.key_name,
-                base_image_id=args.base_image_id, public_ip=args.public_ip,
-            )
-            credentials = OtcCredentials.from_env(cloud=args.cloud, region=args.region)
-            builder = OtcImageBuilder(settings, credentials, options, cache_token=True,
-                                      progress=lambda line: print(f"image: {line}", file=sys.stderr))
-            image = builder.build()
-            result = {"image_id": image.image_id, "name": image.name,
-                      "seconds": {k: round(v, 1) for k, v in image.seconds.items()}}
+        built = LocalBuilder(options).build()
     except BuildError as exc:
         print(f"image: {exc}", file=sys.stderr)
         for note in getattr(exc, "__notes__", []):
             print(f"image: {note}", file=sys.stderr)
         return 1
+    result: dict[str, Any] = {"path": str(built.path), "digest": built.digest, "built": built.built,
+                              "seconds": {k: round(v, 1) for k, v in built.seconds.items()}}
+    if args.size:
+        result["bytes"] = tree_size(built.path)
     print(json.dumps(result))
     return 0
 

@@ -570,7 +570,7 @@ install_spark() {
         chmod 0755 "$SPARK_HOME_DIR/bin/spark-class"
     fi
     install -d -m 0755 /etc/spark/conf
-    printf '%s\n' "# written by install-node.sh: Spark for logins (spark-shell, spark-submit; see the README)" \
+    printf '%s\n' "# written by install-node.sh: Spark for logins (spark-shell, spark-submit; see docs/node-agent.md)" \
         "export SPARK_HOME=$SPARK_HOME_DIR SPARK_CONF_DIR=/etc/spark/conf" \
         "case \":\$PATH:\" in *:$SPARK_HOME_DIR/bin:*) ;; *) PATH=\"\$PATH:$SPARK_HOME_DIR/bin\" ;; esac" \
         >/etc/profile.d/spark.sh

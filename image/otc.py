@@ -25,14 +25,15 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from image.debcheck import check_deb
-from image.otc_transfer import BuildBucket, artifacts, user_data
+from image.otc_network import Network, TemporaryNetwork
+from image.otc_transfer import SOURCE_FIELDS, BuildBucket, artifacts, local_sources, standins_source, user_data
 from image.recipe import PROJECT_DIR, BuildError, NodeOptions
 from provision_min.catalog import FALLBACK_HOST
 from provision_min.credentials import CloudAuth, load_auth
@@ -42,7 +43,7 @@ from provision_min.obs import s3_client
 from provision_min.otc import OtcClient
 from provision_min.wait import Poller, Progress
 
-SERVICES = ("ecs", "ims", "ims_jobs", "obs")  #: what the builder calls (``provision_min.catalog.SERVICES``)
+SERVICES = ("vpc", "ecs", "ims", "ims_jobs", "obs")  #: what the builder calls (``provision_min.catalog.SERVICES``)
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,11 @@ class OtcCredentials:
 @dataclass(frozen=True)
 class OtcImageSettings:
     name: str  #: of the private image
-    vpc_id: str
-    subnet_id: str  #: the subnet's id (= its Neutron network id), as for ECS nics
-    security_group_id: str
     bucket: str  #: OBS bucket for the build's objects (removed afterwards)
+    #: the build ECS's network; all None: a temporary one of its own (``image.otc_network``)
+    vpc_id: str | None = None
+    subnet_id: str | None = None  #: the subnet's id (= its Neutron network id), as for ECS nics
+    security_group_id: str | None = None
     region: str = "eu-de"
     availability_zone: str = "eu-de-01"
     flavor: str = "s3.medium.2"
@@ -104,6 +106,7 @@ class OtcImage:
     name: str
     server_id: str  #: the build ECS (deleted)
     seconds: dict[str, float] = field(default_factory=dict)
+    left_behind: list[str] = field(default_factory=list)  #: what could not be deleted after a good build
 
 
 class OtcImageBuilder:
@@ -124,6 +127,7 @@ class OtcImageBuilder:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         progress: Callable[[str], None] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.credentials = credentials
@@ -132,7 +136,8 @@ class OtcImageBuilder:
         self.wheelhouse = wheelhouse
         self.project_dir = project_dir
         # cache_token: share the token with provision-min through the user's cache (the command line does)
-        self.client = OtcClient.connect(credentials.auth, settings.region, os.environ, cache_token=cache_token,
+        self.client = OtcClient.connect(credentials.auth, settings.region, os.environ if env is None else env,
+                                        cache_token=cache_token,
                                         services=SERVICES, http=session)
         self._s3 = s3
         self.clock = clock
@@ -144,6 +149,8 @@ class OtcImageBuilder:
         self.bucket = BuildBucket(self.s3, settings.bucket, self.build_id, int(settings.build_timeout + 3600),
                                   self.progress)
         self.server_id: str | None = None
+        self.network = TemporaryNetwork(self.client, self.poller, f"bootstrap-agent-image-build-{self.build_id}",
+                                        self.progress)
         self.image_job_submitted = False
         self.images_before: set[str] = set()
 
@@ -154,16 +161,21 @@ class OtcImageBuilder:
         deb = self.options.mesos_deb
         if not self.options.standins and deb and not deb.startswith(("http://", "https://")):
             check_deb(Path(deb))  # before any upload or ECS; a URL is checked on the ECS before any install
+        local = local_sources(self.options)
         try:
-            with artifacts(self.project_dir, self.agent_wheel, self.wheelhouse) as (wheel, wheelhouse):
+            with artifacts(self.project_dir, self.agent_wheel, self.wheelhouse, self.options.standins) as built:
                 step = self.clock()
-                urls = self.bucket.upload(self.project_dir, wheel, wheelhouse)
+                urls = self.bucket.upload(built, local)
                 seconds["upload"] = self.clock() - step
-            script = user_data(self.options, self.build_id, urls)
+                stand_ins = standins_source(built.standins)
+            presigned: dict[str, Any] = {SOURCE_FIELDS[name]: urls[name] for name in local}
+            options = replace(self.options, **presigned)
+            script = user_data(options, self.build_id, urls, stand_ins)
             base_image = self.settings.base_image_id or self.find_debian12()
             self.images_before = set(self._images_named(self.settings.name))
+            network = self._network()
             step = self.clock()
-            self.server_id = self._create_server(base_image, script)
+            self.server_id = self._create_server(base_image, script, network)
             seconds["ecs"] = self.clock() - step
             step = self.clock()
             report = self.bucket.wait_report(self.poller, self.settings.build_timeout)
@@ -177,6 +189,7 @@ class OtcImageBuilder:
             seconds["ims"] = self.clock() - step
             server_id, self.server_id = self.server_id, None
             self._delete_server(server_id)
+            left = self.network.delete()
         except BaseException as exc:
             error = BuildError(str(exc)) if isinstance(exc, ProvisionError) else exc
             self._cleanup(error)
@@ -187,7 +200,9 @@ class OtcImageBuilder:
             self.bucket.delete()
         seconds["total"] = self.clock() - started
         self.progress(f"image {self.settings.name} ({image_id}) ready")
-        return OtcImage(image_id, self.settings.name, server_id, seconds)
+        if left:
+            self.progress("left behind, delete by hand: " + "; ".join(left))
+        return OtcImage(image_id, self.settings.name, server_id, seconds, left)
 
     def s3(self) -> Any:
         """The S3 client for OBS, made when first needed (its endpoint may come from the token's catalog)."""
@@ -219,7 +234,18 @@ class OtcImageBuilder:
         answer = self.client.get("ims", "/cloudimages", {"name": name, "owner": self.client.project_id}) or {}
         return [str(i["id"]) for i in answer.get("images", []) if i.get("name") == name]
 
-    def _create_server(self, image_ref: str, user_data: str) -> str:
+    def _network(self) -> Network:
+        """The given network, or a temporary one of the build's own (deleted with the build ECS)."""
+        s = self.settings
+        given = (s.vpc_id, s.subnet_id, s.security_group_id)
+        if all(given):
+            assert s.vpc_id and s.subnet_id and s.security_group_id
+            return Network(s.vpc_id, s.subnet_id, s.security_group_id)
+        if any(given):
+            raise BuildError("give all of vpc_id, subnet_id and security_group_id, or none (a temporary network)")
+        return self.network.create()
+
+    def _create_server(self, image_ref: str, user_data: str, network: Network) -> str:
         s = self.settings
         server: dict[str, Any] = {
             "availability_zone": s.availability_zone,
@@ -227,9 +253,9 @@ class OtcImageBuilder:
             "imageRef": image_ref,
             "flavorRef": s.flavor,
             "root_volume": {"volumetype": "SSD", "size": s.root_volume_gb},
-            "vpcid": s.vpc_id,
-            "nics": [{"subnet_id": s.subnet_id}],
-            "security_groups": [{"id": s.security_group_id}],
+            "vpcid": network.vpc_id,
+            "nics": [{"subnet_id": network.subnet_id}],
+            "security_groups": [{"id": network.security_group_id}],
             "user_data": base64.b64encode(user_data.encode()).decode(),
             "metadata": {"bootstrap-agent-image-build": self.build_id},
             "count": 1,
@@ -296,5 +322,9 @@ class OtcImageBuilder:
                     self.progress(f"half-made image {image_id} deleted")
             except Exception as exc:
                 left.append(f"image named {self.settings.name} ({exc})")
+        if self.server_id is None:  # a subnet in use by the ECS cannot go
+            left += self.network.delete()
+        elif self.network.vpc_id is not None:
+            left.append(f"temporary network {self.network.name} (VPC {self.network.vpc_id})")
         if left:
             cause.add_note("left behind, delete by hand: " + "; ".join(left))

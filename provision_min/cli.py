@@ -3,9 +3,10 @@ this machine with ``--cloud local`` (systemd-nspawn nodes; see ``provision_min.l
 
     provision-min plan|up|status|scale N|down --config CLUSTER_FILE [--cloud NAME|local]
 
-Results go to standard output; structured logs (JSON lines, stable event names, secrets masked) to standard
-error. Exit codes: 0 done, 1 failed (API error, OBS check, timeout — the next ``up``/``down`` continues from
-where it stopped), 2 invalid input (nothing was changed).
+Results go to standard output, for a person (``--json``: one JSON object); structured logs (JSON lines, stable
+event names, secrets masked) to standard error only with ``--verbose`` or ``--log-format json``. Exit codes:
+0 done, 1 failed (API error, OBS check, timeout, interrupted — the next ``up``/``down`` continues from where it
+stopped), 2 invalid input or refused (nothing was changed); ``plan --detailed-exitcode``: 3 changes pending.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from provision_min.cli_options import OneLineParser, add_log_options, flag_refusal, logs_wanted
+
 if TYPE_CHECKING:  # imports are deferred to the command that needs them: --help stays instant
     from provision_min.clouds import Cloud
     from provision_min.config import ClusterConfig
@@ -23,18 +26,28 @@ if TYPE_CHECKING:  # imports are deferred to the command that needs them: --help
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 LOCAL = "local"  #: --cloud local: this machine, not a cloud of clouds.yaml
+DEFAULT_POLL_INTERVAL = 2.0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from bootstrap_agent import __version__
+
+    parser = OneLineParser(
         prog="provision-min",
         description="Create (and remove) a self-bootstrapping Mesos/Alluxio cluster on Open Telekom Cloud.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    plan = commands.add_parser("plan", help="print every call up would make, as JSON lines; change nothing")
+    plan = commands.add_parser("plan", help="print every call up would make and a summary; change nothing")
     plan.add_argument("--offline", action="store_true",
                       help="assume nothing exists yet; needs no credentials and makes no API call")
+    plan.add_argument("--json", action="store_true",
+                      help="one JSON line per call ({method, url, body}); the summary goes to stderr")
+    plan.add_argument("--detailed-exitcode", action="store_true",
+                      help="exit 3 when up would change something, 0 when not (1 failed, 2 invalid as always)")
     up = commands.add_parser("up", help="create what is missing (a re-run is safe) and wait until it works")
+    up.add_argument("--json", action="store_true",
+                    help="print the result as one JSON object (the progress goes to stderr)")
     up.add_argument("--create-bucket", action="store_true",
                     help="create the Alluxio under-FS bucket when it does not exist (default: stop)")
     up.add_argument("--subnet", metavar="CIDR",
@@ -48,9 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the status as one JSON object")
     scale = commands.add_parser("scale", help="set the AS group's desired number of agents")
     scale.add_argument("count", type=int, metavar="N", help="desired agents, within agents.min..agents.max")
-    down = commands.add_parser("down", help="remove everything up created, in reverse order")
+    scale.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    down = commands.add_parser("down", help="list what up created, ask, then remove it in reverse order")
+    down.add_argument("--yes", "-y", action="store_true",
+                      help="remove without asking (for scripts; without a terminal down refuses otherwise)")
+    down.add_argument("--json", action="store_true", help="print the result as one JSON object")
     for sub in (plan, up, status, scale, down):
         _common(sub)
+    image = commands.add_parser("image", help="the node image: image build")
+    image_commands = image.add_subparsers(dest="image_command", required=True, metavar="COMMAND")
+    build = image_commands.add_parser("build", help="build the node image on OTC and print its id for the cluster "
+                                      "file (needs no cluster)")
+    from image.command import add_build_arguments
+
+    add_build_arguments(build)
+    add_log_options(build)
     return parser
 
 
@@ -65,9 +90,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                              "the cluster file)")
     parser.add_argument("--wait-timeout", type=float, metavar="SECONDS",
                         help="longest wait for any one resource (default: per resource, 3 to 20 minutes)")
-    parser.add_argument("--poll-interval", type=float, default=2.0, metavar="SECONDS",
+    parser.add_argument("--poll-interval", type=float, metavar="SECONDS",
                         help="first interval between status polls; grows to 15 s (default 2)")
-    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    add_log_options(parser)
 
 
 def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = None,
@@ -77,33 +102,48 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
     from bootstrap_agent import logs
     from provision_min.errors import ProvisionError
 
-    logs.configure(args.log_level)
+    logs.configure(args.log_level, enabled=logs_wanted(args))
     environment = dict(env) if env is not None else None
     try:
+        if args.command == "image":
+            from image.command import build
+
+            return build(args, environment, poller)
         return _run(args, environment, poller)
     except ProvisionError as exc:
         print(f"provision-min: {logs.mask(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("provision-min: interrupted; run the same command again to continue", file=sys.stderr)
-        return 130
+        return EXIT_FAILED
 
 
 def _run(args: argparse.Namespace, env: dict[str, str] | None, poller: Poller | None) -> int:
     from provision_min import config as config_mod
+    from provision_min.confirm import Confirmation
+    from provision_min.errors import InputError
 
-    config = config_mod.load(args.config)
+    refused = flag_refusal(args)
+    if refused:
+        raise InputError(refused)
+    config = config_mod.load(args.config, env)  # env: credentials.*_env of the cluster file
     if args.command == "scale":
         from provision_min.scale import check_count
 
         check_count(config, args.count)  # before credentials: a wrong N costs nothing
+    confirm = Confirmation(getattr(args, "yes", False))
+    if args.command == "down":
+        confirm.check_possible(config.cluster)  # no terminal and no --yes: refused before any call
     cloud = _cloud(args, config, env, poller)
     if args.command == "status":
         return cloud.status(args.json)
     if args.command == "scale":
-        return cloud.scale(args.count)
-    commands = {"plan": cloud.plan, "up": cloud.up, "down": cloud.down}
-    return commands[args.command]()
+        return cloud.scale(args.count, args.json)
+    if args.command == "plan":
+        return cloud.plan(args.json, args.detailed_exitcode)
+    if args.command == "down":
+        return cloud.down(confirm, args.json)
+    return cloud.up(args.json)
 
 
 def _cloud(args: argparse.Namespace, config: ClusterConfig, env: dict[str, str] | None,
@@ -130,7 +170,8 @@ def _cloud(args: argparse.Namespace, config: ClusterConfig, env: dict[str, str] 
 
     if args.poll_interval is not None and args.poll_interval < 0:
         raise InputError("--poll-interval: must be >= 0")
-    the_poller = poller if poller is not None else PollerClass(interval=args.poll_interval)
+    interval = args.poll_interval if args.poll_interval is not None else DEFAULT_POLL_INTERVAL
+    the_poller = poller if poller is not None else PollerClass(interval=interval)
     if args.wait_timeout is not None:
         the_poller.timeout = args.wait_timeout
     return OtcCloud(config, env if env is not None else environment(), args.cloud, the_poller,

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from provision_min.confirm import Confirmation
+
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+EXIT_CHANGES = 3  #: ``plan --detailed-exitcode``: up would change something (terraform's convention)
 
 
 class Cloud(Protocol):
-    def plan(self) -> int:
-        """Show what ``up`` would do, changing nothing."""
+    def plan(self, as_json: bool, detailed_exitcode: bool) -> int:
+        """Show what ``up`` would do and a summary, changing nothing (3 for pending changes when asked)."""
         ...
 
-    def up(self) -> int:
+    def up(self, as_json: bool) -> int:
         """Create what is missing and wait until it works; safe to run again."""
         ...
 
@@ -26,10 +29,10 @@ class Cloud(Protocol):
         """Show what exists and whether the cluster is complete."""
         ...
 
-    def scale(self, count: int) -> int:
+    def scale(self, count: int, as_json: bool) -> int:
         """Set the agents' desired count (within the cluster file's min and max)."""
         ...
 
-    def down(self) -> int:
-        """Remove everything ``up`` created; safe to run again."""
+    def down(self, confirm: Confirmation, as_json: bool) -> int:
+        """Remove everything ``up`` created, once ``confirm`` agreed to its listing; safe to run again."""
         ...

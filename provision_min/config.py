@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from provision_min import userdata
+from provision_min import dashboard as dashboard_login
+from provision_min import s3_keys, userdata
 from provision_min.errors import InputError
 
 MASTER_IP_OFFSET = 10  # masters are .10, .11, ... of the subnet (network address + 10 + i)
@@ -36,11 +38,12 @@ REQUIRED = (
 )
 OPTIONAL = (
     "mesos", "alluxio", "credentials", "root_volume_gb", "volume_type", "eip_bandwidth_mbit", "public_cidr",
-    "dns_servers",
+    "dns_servers", "dashboard",
 )
 CLUSTER_NAME = re.compile(r"^[a-z0-9-]{1,32}$")  # the schema's rule: the name is in every node's user-data
 REGION = re.compile(r"^[a-z0-9-]{2,32}$")
 NAME_LIKE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+IMAGE_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 VOLUME_TYPES = ("SATA", "SAS", "SSD", "co-p1", "uh-l1", "GPSSD", "ESSD")
 PRIVATE_NETWORKS = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 
@@ -76,6 +79,7 @@ class ClusterConfig:
     eip_bandwidth_mbit: int = 10
     public_cidr: ipaddress.IPv4Network = WORLD
     dns_servers: tuple[str, str] = DEFAULT_DNS
+    dashboard: dict[str, Any] | None = None  # the masters' login: user, password_hash, auth (provision_min.dashboard)
 
     @property
     def gateway_ip(self) -> str:
@@ -88,7 +92,10 @@ class ClusterConfig:
         return master_ips(self.subnet_cidr, self.masters)
 
     def user_data(self, role: str, secret: str, dashboard: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The validated schema-1 user-data of ``role`` (``master`` or ``agent``) with ``secret``."""
+        """The validated schema-1 user-data of ``role`` (``master`` or ``agent``) with ``secret``; a master's
+        ``dashboard`` section is the given one, else the cluster file's."""
+        if dashboard is None and role == "master":
+            dashboard = self.dashboard
         return userdata.build(
             cluster=self.cluster, role=role, masters=self.master_ips, secret=secret, mesos=self.mesos,
             alluxio=self.alluxio, credentials=self.credentials, dashboard=dashboard,
@@ -144,17 +151,18 @@ def read_document(path: Path) -> Any:
         raise InputError(f"{path}: not valid YAML: {problem}{where}") from None
 
 
-def load(path: Path | str) -> ClusterConfig:
-    """Read and check a cluster file; ``InputError`` (one line, naming the field) for anything wrong."""
+def load(path: Path | str, env: Mapping[str, str] | None = None) -> ClusterConfig:
+    """Read and check a cluster file; ``InputError`` (one line, naming the field) for anything wrong. ``env``
+    (default: this process's) holds the variables that ``credentials.*_env`` name."""
     path = Path(path)
     document = read_document(path)
     try:
-        return parse(document, path)
+        return parse(document, path, env)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
 
 
-def parse(document: Any, path: Path) -> ClusterConfig:
+def parse(document: Any, path: Path, env: Mapping[str, str] | None = None) -> ClusterConfig:
     if not isinstance(document, dict):
         raise InputError(f"expected a mapping of settings at the top, got {_kind(document)}")
     for key in document:
@@ -173,6 +181,8 @@ def parse(document: Any, path: Path) -> ClusterConfig:
     zone = _string(document, "availability_zone")
     if not REGION.match(zone):
         raise InputError(f"availability_zone: {zone!r} is not an availability zone such as eu-de-02")
+    if not zone.startswith(f"{region}-"):
+        raise InputError(f"availability_zone: {zone!r} is not a zone of region {region} (such as {region}-01)")
 
     vpc_cidr = _network(document, "vpc_cidr")
     subnet_cidr = _network(document, "subnet_cidr")
@@ -217,6 +227,8 @@ def parse(document: Any, path: Path) -> ClusterConfig:
     credentials = document.get("credentials")
     if credentials is not None and not isinstance(credentials, dict):
         raise InputError(f"credentials: expected a mapping, got {_kind(credentials)}")
+    if credentials is not None:
+        credentials = s3_keys.resolve(credentials, os.environ if env is None else env, path.parent)
 
     config = ClusterConfig(
         path=path,
@@ -228,7 +240,7 @@ def parse(document: Any, path: Path) -> ClusterConfig:
         masters=masters,
         master_flavor=_name_like(document, "master_flavor"),
         agent_flavor=_name_like(document, "agent_flavor"),
-        image_id=_name_like(document, "image_id"),
+        image_id=_image_id(document),
         key_name=_name_like(document, "key_name"),
         agents=agents,
         mesos=mesos,
@@ -239,6 +251,7 @@ def parse(document: Any, path: Path) -> ClusterConfig:
         eip_bandwidth_mbit=_int(document, "eip_bandwidth_mbit", ClusterConfig.eip_bandwidth_mbit, 1, 2000),
         public_cidr=public_cidr,
         dns_servers=dns,
+        dashboard=dashboard_login.check_section(document.get("dashboard")),
     )
     # Both roles' user-data must pass the agent's validation (and its 32 KB limit) with a secret of real size.
     for role in ("master", "agent"):
@@ -301,6 +314,14 @@ def _name_like(document: Mapping[str, Any], key: str) -> str:
     value = _string(document, key)
     if not NAME_LIKE.match(value):
         raise InputError(f"{key}: {value!r} may only hold letters, digits and '._:-'")
+    return value
+
+
+def _image_id(document: Mapping[str, Any]) -> str:
+    """An IMS image id is a UUID (``provision-min image build`` prints it); a name is not accepted."""
+    value = _string(document, "image_id")
+    if not IMAGE_ID.match(value):
+        raise InputError(f"image_id: {value!r} is not an image id (a UUID such as 0b1c2d3e-...; not the image's name)")
     return value
 
 

@@ -64,6 +64,11 @@ class Observed:
         """True when nodes were already given user-data (and so the cluster secret)."""
         return bool(self.servers) or self.as_config is not None
 
+    def count(self) -> int:
+        """How many of the cluster's resources exist (``plan``'s summary: N existing)."""
+        return (sum(1 for one in (self.vpc, self.subnet, self.eip, self.as_config, self.as_group) if one)
+                + len(self.groups) + len(self.servers))
+
     def empty(self) -> bool:
         return not (self.vpc or self.subnet or self.groups or self.servers or self.eip or self.as_config
                     or self.as_group)

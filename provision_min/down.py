@@ -16,9 +16,9 @@ from pathlib import Path
 from bootstrap_agent import logs
 from provision_min import state
 from provision_min.config import ClusterConfig
-from provision_min.discover import discover
+from provision_min.discover import Observed, discover
 from provision_min.otc import OtcClient
-from provision_min.plan import Call, plan_down
+from provision_min.plan import Call, Step, plan_down
 from provision_min.runner import Runner
 from provision_min.topology import topology
 from provision_min.wait import Poller
@@ -30,11 +30,36 @@ class DownResult:
     state_removed: bool
 
 
-def run_down(config: ClusterConfig, client: OtcClient, poller: Poller, state_path: Path) -> DownResult:
-    topo = topology(config)
-    seen = discover(client, topo, with_instances=True)
-    steps = plan_down(topo, seen)
-    Runner(client, poller, seen.ids()).run(steps)
+@dataclass
+class DownPlan:
+    """What exists of the cluster and the steps that remove it: looked up once, shown, then carried out."""
+
+    seen: Observed
+    steps: list[Step]
+
+    def listing(self, state_path: Path) -> list[str]:
+        """What will be removed, one line a resource, for the question ``down`` asks."""
+        items = []
+        for step in self.steps:
+            if isinstance(step, Call):
+                items.append(step.resource)
+                if step.event == "as_group_deleted" and self.seen.instances:
+                    items[-1] += f" with its {len(self.seen.instances)} instance(s)"
+        if state_path.exists():
+            items.append(f"state file {state_path} (the cluster secret)")
+        return items
+
+
+def prepare_down(config: ClusterConfig, client: OtcClient) -> DownPlan:
+    seen = discover(client, topology(config), with_instances=True)
+    return DownPlan(seen, plan_down(topology(config), seen))
+
+
+def run_down(config: ClusterConfig, client: OtcClient, poller: Poller, state_path: Path,
+             prepared: DownPlan | None = None) -> DownResult:
+    found = prepared if prepared is not None else prepare_down(config, client)
+    steps = found.steps
+    Runner(client, poller, found.seen.ids()).run(steps)
     removed = state.remove(state_path)
     if removed:
         logs.get("provision-min").info("state_removed", state_file=str(state_path))

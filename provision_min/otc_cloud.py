@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from provision_min.clouds import EXIT_FAILED, EXIT_OK
+from provision_min.clouds import EXIT_CHANGES, EXIT_FAILED, EXIT_OK
 from provision_min.config import ClusterConfig
+from provision_min.confirm import Confirmation
+from provision_min.dashboard import Login
 from provision_min.otc import OtcClient
 from provision_min.wait import Poller
 
@@ -22,6 +26,7 @@ class OtcCloud:
     poller: Poller
     state_path: Path
     create_bucket: bool = False
+    up_report: dict[str, Any] = field(default_factory=dict)  # what ``up --json`` prints
     offline: bool = False  # plan only: assume an empty project, ask no API
 
     def client(self) -> OtcClient:
@@ -30,18 +35,28 @@ class OtcCloud:
         auth = load_auth(self.cloud_name, dict(self.env), region=self.config.region)
         return OtcClient.connect(auth, self.config.region, self.env)
 
-    def plan(self) -> int:
+    def plan(self, as_json: bool = False, detailed_exitcode: bool = False) -> int:
         from provision_min.up import run_plan
 
-        lines, count = run_plan(self.config, None if self.offline else self.client(), self.state_path)
-        for line in lines:
+        planned = run_plan(self.config, None if self.offline else self.client(), self.state_path)
+        for line in planned.lines if as_json else planned.readable:
             print(line)
-        if not count and not self.offline:
-            print(f"provision-min: cluster {self.config.cluster} is complete; up would make no change",
-                  file=sys.stderr)
-        return EXIT_OK
+        summary = planned.summary() + ("" if planned.lines or self.offline
+                                       else f": cluster {self.config.cluster} is complete; up would make no change")
+        print(summary, file=sys.stderr if as_json else sys.stdout)  # --json: stdout stays JSON lines only
+        return EXIT_CHANGES if detailed_exitcode and planned.lines else EXIT_OK
 
-    def up(self) -> int:
+    def up(self, as_json: bool = False) -> int:
+        """Create what is missing and wait; ``as_json``: the lines for a person go to stderr, one JSON object
+        (what was made, where the dashboard is, how to log in) to stdout."""
+        if not as_json:
+            return self._up()
+        with contextlib.redirect_stdout(sys.stderr):
+            code = self._up()
+        print(json.dumps(self.up_report))
+        return code
+
+    def _up(self) -> int:
         from provision_min.topology import dashboard_url, topology
         from provision_min.up import run_up
 
@@ -53,34 +68,68 @@ class OtcCloud:
         print(f"OBS: {result.bucket}")
         print("masters: " + ", ".join(f"{n} {ip}" for n, ip in zip(topo.master_names, topo.master_ips, strict=True)))
         public_ip = result.ids.get("eip_address")
+        self.up_report = {"cluster": config.cluster, "create_calls": result.created, "bucket": result.bucket,
+                          "masters": dict(zip(topo.master_names, topo.master_ips, strict=True)),
+                          "public_ip": public_ip, "dashboard": dashboard_url(str(public_ip)) if public_ip else None,
+                          "login": self.login().as_json(), "as_group": topo.as_group_name}
         if public_ip:
             print(f"master public IP: {public_ip}")
             print(f"dashboard: {dashboard_url(str(public_ip))}")
+            print(f"dashboard login: {self.login().hint()}")
         print(f"agents: AS group {topo.as_group_name} (desired {config.agents.desired} at creation, min "
               f"{config.agents.min}, max {config.agents.max})")
         for warning in result.warnings:
             print(f"provision-min: warning: {warning}", file=sys.stderr)
+        if public_ip:  # then wait until the cluster works, as its master sees it (exit 1 naming who is not ready)
+            from provision_min.otc_readiness import wait_after_up
+
+            wait_after_up(config, self.state_path, self.env, str(public_ip), result.agents_desired, self.poller,
+                          sys.stdout)
         return EXIT_OK
 
     def status(self, as_json: bool) -> int:
-        from provision_min.status import render, run_status
+        from provision_min.status import render, run_status, with_nodes
 
-        report = run_status(self.config, self.client())
+        report = with_nodes(run_status(self.config, self.client()), self.config, self.state_path, self.env)
+        report["login"] = self.login().as_json()
         print(json.dumps(report, indent=2) if as_json else render(report))
+        if report.get("dashboard") and not as_json:
+            print(f"  dashboard login: {report['login']['hint']}")
         return EXIT_OK if report["complete"] else EXIT_FAILED
 
-    def scale(self, count: int) -> int:
+    def login(self) -> Login:
+        """How to log in to the dashboards: the cluster file's user and hash, or the password ``up`` generated."""
+        from provision_min import dashboard, state
+
+        current = state.load(self.state_path, self.config)
+        return dashboard.login(self.config.dashboard, self.state_path, bool(current and current.dashboard_password))
+
+    def scale(self, count: int, as_json: bool = False) -> int:
         from provision_min.scale import run_scale
 
         scaled = run_scale(self.config, self.client(), count)
-        print(f"AS group {scaled.group}: desired {scaled.before} -> {scaled.after} (min {scaled.minimum}, "
-              f"max {scaled.maximum}; {scaled.current} instance(s) now)")
+        if as_json:
+            print(json.dumps({"cluster": self.config.cluster, "group": scaled.group, "before": scaled.before,
+                              "after": scaled.after, "min": scaled.minimum, "max": scaled.maximum,
+                              "current": scaled.current}))
+        else:
+            print(f"AS group {scaled.group}: desired {scaled.before} -> {scaled.after} (min {scaled.minimum}, "
+                  f"max {scaled.maximum}; {scaled.current} instance(s) now)")
         return EXIT_OK
 
-    def down(self) -> int:
-        from provision_min.down import run_down
+    def down(self, confirm: Confirmation, as_json: bool = False) -> int:
+        from provision_min.down import prepare_down, run_down
 
-        result = run_down(self.config, self.client(), self.poller, self.state_path)
+        client = self.client()
+        found = prepare_down(self.config, client)
+        items = found.listing(self.state_path)
+        if items:
+            confirm.ask(self.config.cluster, items)
+        result = run_down(self.config, client, self.poller, self.state_path, found)
+        if as_json:
+            print(json.dumps({"cluster": self.config.cluster, "removed": items, "delete_calls": result.deleted,
+                              "state_removed": result.state_removed}))
+            return EXIT_OK
         if result.deleted:
             print(f"cluster {self.config.cluster}: removed ({result.deleted} delete calls)")
         else:

@@ -198,7 +198,11 @@ def _master_steps(config: ClusterConfig, topo: Topology, seen: Observed, documen
 
 def _eip_steps(config: ClusterConfig, topo: Topology, seen: Observed, steps: list[Step]) -> None:
     first = topo.master_names[0]
-    if seen.eip is None:
+    eip = seen.eip
+    server = seen.servers.get(first)
+    if server is not None and server.get("status") == "ERROR" and eip is not None and eip.get("status") == "ACTIVE":
+        eip = None  # bound to the master being replaced, whose delete (delete_publicip) releases it: a new one
+    if eip is None:
         steps.append(Call(
             "eip_created", f"EIP {topo.eip_bandwidth_name}", "POST", "vpc", ("/publicips",),
             body={
@@ -209,9 +213,9 @@ def _eip_steps(config: ClusterConfig, topo: Topology, seen: Observed, steps: lis
             produces=(("eip", at("publicip", "id")), ("eip_address", at("publicip", "public_ip_address"))),
             wait="eip_ready", wait_ref="eip",
         ))
-    elif seen.eip.get("status") == "PENDING_CREATE":
+    elif eip.get("status") == "PENDING_CREATE":
         steps.append(Wait("eip_ready", "eip", f"EIP {topo.eip_bandwidth_name}"))
-    if seen.eip is None or seen.eip.get("status") != "ACTIVE":
+    if eip is None or eip.get("status") != "ACTIVE":
         ip = topo.master_ips[0]
         steps.append(Call(
             "master_port_found", f"port of master {first}", "GET", "ecs",

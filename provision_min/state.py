@@ -19,7 +19,9 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from provision_min import dashboard, dashboard_tls
 from provision_min.config import ClusterConfig
 from provision_min.errors import InputError
 from provision_min.files import read_private, write_private
@@ -32,6 +34,13 @@ class ClusterState:
     cluster: str
     secret: str = field(repr=False)
     masters: tuple[str, ...]
+    # The dashboard's TLS pair (certificate, key) the masters get and provision-min pins (``dashboard_tls``);
+    # None in a state file written before it existed.
+    dashboard_tls: tuple[str, str] | None = field(default=None, repr=False)
+    # The dashboard login made at the first up: the masters get the hash, `up` and `status` log in with the password.
+    dashboard_user: str = "admin"
+    dashboard_password: str = field(default="", repr=False)
+    dashboard_password_hash: str = field(default="", repr=False)
 
 
 def default_path(config: ClusterConfig) -> Path:
@@ -46,7 +55,9 @@ def load(path: Path, config: ClusterConfig) -> ClusterState | None:
         return None
     try:
         data = json.loads(raw)
-        state = ClusterState(str(data["cluster"]), str(data["secret"]), tuple(str(ip) for ip in data["masters"]))
+        state = ClusterState(str(data["cluster"]), str(data["secret"]), tuple(str(ip) for ip in data["masters"]),
+                             _tls_pair(data), str(data.get("dashboard_user", "admin")),
+                             str(data.get("dashboard_password", "")), str(data.get("dashboard_password_hash", "")))
     except (ValueError, KeyError, TypeError):
         raise InputError(f"{path}: not a provision-min state file (restore it from a backup or remove it)") from None
     if state.cluster != config.cluster:
@@ -62,16 +73,34 @@ def load(path: Path, config: ClusterConfig) -> ClusterState | None:
 
 def create(path: Path, config: ClusterConfig) -> ClusterState:
     """Generate the cluster secret (once) and keep it, with the masters, in a new 0600 file."""
-    state = ClusterState(config.cluster, secrets.token_urlsafe(32), config.master_ips)
+    # The dashboard password only when the cluster file gives no hash of its own (provision_min.dashboard).
+    password, password_hash = dashboard.generate() if dashboard.needs_password(config.dashboard) else ("", "")
+    state = ClusterState(config.cluster, secrets.token_urlsafe(32), config.master_ips,
+                         dashboard_tls.make_pair(config.cluster, config.master_ips),
+                         dashboard.user_of(config.dashboard), password, password_hash)
     record = {
         "version": STATE_VERSION,
         "cluster": state.cluster,
         "masters": list(state.masters),
         "secret": state.secret,
+        "dashboard_tls_certificate": state.dashboard_tls[0] if state.dashboard_tls else None,
+        "dashboard_tls_key": state.dashboard_tls[1] if state.dashboard_tls else None,
+        "dashboard_user": state.dashboard_user,
+        "dashboard_password": state.dashboard_password,
+        "dashboard_password_hash": state.dashboard_password_hash,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_private(path, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
     return state
+
+
+def _tls_pair(data: dict[str, Any]) -> tuple[str, str] | None:
+    cert, key = data.get("dashboard_tls_certificate"), data.get("dashboard_tls_key")
+    if cert is None and key is None:
+        return None
+    if not isinstance(cert, str) or not isinstance(key, str):
+        raise TypeError("dashboard_tls_certificate and dashboard_tls_key come together")
+    return cert, key
 
 
 def remove(path: Path) -> bool:

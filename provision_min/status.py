@@ -1,10 +1,13 @@
 """``status``: what exists of the cluster — VPC, subnet, security groups, masters, EIP, the AS group and its
 instances — found by name with GET calls only, as text or JSON. Exit 0 only when everything ``up`` creates
-exists and is ready (the group in service), so scripts can wait on it.
+exists and is ready (the group in service) and every node says ``ready`` in the master's status document
+(``otc_readiness``), so scripts can wait on it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from provision_min.config import ClusterConfig
@@ -80,6 +83,18 @@ def report(config: ClusterConfig, seen: Observed, topo: Topology) -> dict[str, A
     return result
 
 
+def with_nodes(result: dict[str, Any], config: ClusterConfig, state_path: Path,
+               env: Mapping[str, str]) -> dict[str, Any]:
+    """The report with ``nodes`` (every node's readiness from the master's status document); ``complete`` then
+    also needs every node ready (``resources_complete`` keeps the cloud resources' own verdict)."""
+    from provision_min.otc_readiness import nodes_report
+
+    result["nodes"] = nodes_report(config, state_path, env, result)
+    result["resources_complete"] = result["complete"]
+    result["complete"] = bool(result["complete"] and result["nodes"]["complete"])
+    return result
+
+
 def run_status(config: ClusterConfig, client: OtcClient) -> dict[str, Any]:
     topo = topology(config)
     return report(config, discover(client, topo, with_instances=True), topo)
@@ -119,6 +134,10 @@ def render(result: dict[str, Any]) -> str:
     lines = [f"cluster {result['cluster']} ({result['region']}, {result['availability_zone']}): "
              + ("complete" if result["complete"] else "incomplete")]
     lines += [f"  {k:<{widths[0]}}  {n:<{widths[1]}}  {s:<{widths[2]}}  {d}".rstrip() for k, n, s, d in rows]
+    if result.get("nodes") is not None:
+        from provision_min.otc_readiness import render_nodes
+
+        lines += render_nodes(result["nodes"])
     if result.get("dashboard"):
         lines.append(f"  dashboard: {result['dashboard']}")
     return "\n".join(lines)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap_agent import logs
-from provision_min import obs, state
+from provision_min import dashboard, obs, state
 from provision_min.config import ClusterConfig
 from provision_min.discover import Observed, check_conflicts, discover
 from provision_min.errors import InputError
@@ -31,10 +31,24 @@ class UpResult:
     ids: dict[str, Any]
     bucket: str
     warnings: list[str] = field(default_factory=list)
+    agents_desired: int = 0  # the AS group's desired count (the cluster file's for a new group): up waits for them
 
 
-def documents(config: ClusterConfig, secret: str) -> dict[str, dict[str, Any]]:
-    return {role: config.user_data(role, secret) for role in ("master", "agent")}
+def documents(config: ClusterConfig, secret: str,
+              current: state.ClusterState | None = None) -> dict[str, dict[str, Any]]:
+    """Both roles' user-data; the masters' carries the dashboard section made from the state file."""
+    return {"master": config.user_data("master", secret, master_dashboard(config, current)),
+            "agent": config.user_data("agent", secret)}
+
+
+def master_dashboard(config: ClusterConfig, current: state.ClusterState | None) -> dict[str, Any] | None:
+    """The masters' ``dashboard`` section: the login (the cluster file's, else the generated password's hash)
+    and the cluster's TLS pair (which ``status`` pins)."""
+    section = dashboard.master_section(config.dashboard, current.dashboard_password_hash if current else None)
+    if current is None or current.dashboard_tls is None:
+        return section
+    certificate, key = current.dashboard_tls
+    return {**(section or {}), "tls_certificate": certificate, "tls_key": key}
 
 
 def check_state_for(current: state.ClusterState | None, state_path: Path, seen: Observed) -> None:
@@ -67,28 +81,45 @@ def run_up(config: ClusterConfig, client: OtcClient, poller: Poller, state_path:
     check_conflicts(config, topo, seen)
     check_state_for(current, state_path, seen)
     secret = current.secret if current else PLACEHOLDER_SECRET
-    steps: list[Step] = plan_up(config, topo, seen, documents(config, secret))
+    steps: list[Step] = plan_up(config, topo, seen, documents(config, secret, current))
     if steps and current is None:
         current = state.create(state_path, config)
         log.info("secret_generated", state_file=str(state_path))
-        steps = plan_up(config, topo, seen, documents(config, current.secret))
+        steps = plan_up(config, topo, seen, documents(config, current.secret, current))
     if current is not None:
         logs.register_secrets(current.secret, source="cluster-secret")
+        if current.dashboard_tls:
+            logs.register_secrets(current.dashboard_tls[1], current.dashboard_password, source="dashboard")
     ids = seen.ids()
     calls = sum(1 for step in steps if isinstance(step, Call))
     log.info("up_planned", cluster=config.cluster, calls=calls, steps=len(steps))
     Runner(client, poller, ids).run(steps)
     log.info("up_complete", cluster=config.cluster, api_calls=len(client.calls))
-    return UpResult(created=calls, ids=ids, bucket=bucket, warnings=drift_warnings(config, topo, seen))
+    desired = seen.as_group.get("desire_instance_number") if seen.as_group else None
+    return UpResult(created=calls, ids=ids, bucket=bucket, warnings=drift_warnings(config, topo, seen),
+                    agents_desired=desired if isinstance(desired, int) else config.agents.desired)
 
 
-def run_plan(config: ClusterConfig, client: OtcClient | None, state_path: Path) -> tuple[list[str], int]:
-    """The JSON lines of every call ``up`` would make after its lookups, and how many; changes nothing.
+@dataclass
+class PlannedCalls:
+    """What ``plan`` shows: each call as a JSON line and as a line for a person, and what exists already."""
+
+    lines: list[str]
+    readable: list[str]
+    existing: int
+
+    def summary(self) -> str:
+        return f"plan: {len(self.lines)} to create, {self.existing} existing"
+
+
+def run_plan(config: ClusterConfig, client: OtcClient | None, state_path: Path) -> PlannedCalls:
+    """Every call ``up`` would make after its lookups, and how much exists; changes nothing.
 
     With ``client=None`` (``--offline``) nothing is looked up: it assumes an empty project, needs no
     credentials, and prints ``{project_id}`` and ``{vpc}``-style placeholders for ids nobody knows yet.
     """
     from provision_min.catalog import fallback_endpoints
+    from provision_min.flavors import check_flavors
     from provision_min.plan import plan_lines
     from provision_min.userdata import secrets_of
 
@@ -98,13 +129,15 @@ def run_plan(config: ClusterConfig, client: OtcClient | None, state_path: Path) 
         seen = Observed()
         base = fallback_endpoints(config.region, "{project_id}").base
     else:
+        check_flavors(config, client)  # a flavor the zone lacks, RAM disks the agent flavor cannot hold
         seen = discover(client, topo)
         check_conflicts(config, topo, seen)
         check_state_for(current, state_path, seen)
         base = client.endpoints.base
     secret = current.secret if current else PLACEHOLDER_SECRET
-    docs = documents(config, secret)
+    docs = documents(config, secret, current)
     steps = plan_up(config, topo, seen, docs)
     hidden = [secret, *secrets_of(docs["master"]), *secrets_of(docs["agent"])]
     lines = plan_lines(steps, seen.ids(), base, hidden)
-    return lines, len(lines)
+    readable = [f"{step.method:<6} {step.resource} ({step.event})" for step in steps if isinstance(step, Call)]
+    return PlannedCalls(lines, readable, seen.count())

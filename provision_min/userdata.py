@@ -19,8 +19,9 @@ from bootstrap_agent.schema import MAX_USER_DATA_BYTES, SCHEMA_VERSION, parse_us
 from provision_min.errors import InputError
 
 MASK = "***"
-# Keys whose values are secrets inside a user-data document (the S3 key id too: it names the keys' owner).
-SECRET_KEYS = frozenset({"secret", "secret_access_key", "access_key_id"})
+# Keys whose values are secrets inside a user-data document (the S3 key id too: it names the keys' owner; the
+# dashboard's TLS key).
+SECRET_KEYS = frozenset({"secret", "secret_access_key", "access_key_id", "tls_key"})
 # What ``plan`` and the checks use before ``up`` has generated the real secret: as long as a real one
 # (secrets.token_urlsafe(32) is 43 characters), so the size check sees the real size.
 PLACEHOLDER_SECRET = "placeholder-secret-generated-on-first-up-00"

@@ -23,6 +23,7 @@ import image.local as local
 from bootstrap_agent import __version__
 from bootstrap_agent.metadata_cache import render_metadata_cache_conf
 from image.recipe import NODE_PYTHON, NodeOptions, package_list, source_digest
+from image.rootfs import tree_size
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 SCRIPT = PROJECT_DIR / "image" / "install-node.sh"
@@ -122,7 +123,7 @@ def test_an_unchanged_recipe_comes_from_the_cache(node_image: Any) -> None:
     assert again.path == current.path and not again.built
     assert took < 5, f"a cached build took {took:.1f} s"
     assert source_digest() in again.recipe_path.read_text()
-    size = local.tree_size(node_image.path)
+    size = tree_size(node_image.path)
     how = "built" if node_image.built else "cached"
     steps = ", ".join(f"{k} {v:.1f} s" for k, v in node_image.seconds.items())
     print(f"\nIMAGE {node_image.path.name}: {how} ({steps}); cached lookup {took:.2f} s; size {size / 2**20:.0f} MiB")

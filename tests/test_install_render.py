@@ -122,7 +122,8 @@ def test_render_writes_what_once_would_install(tmp_path: Path) -> None:
         "etc/nginx/tls/bootstrap-agent-dashboard.crt", "etc/nginx/tls/bootstrap-agent-dashboard.key",
         "etc/spark/aws-credentials", "etc/spark/conf/spark-defaults.conf", "etc/spark/conf/spark-env.sh",
         "etc/zookeeper/conf/zoo.cfg", "opt/alluxio/conf/alluxio-site.properties", "services.json",
-        "var/lib/bootstrap-agent/www/index.html", "var/lib/zookeeper/data/myid",
+        "var/lib/bootstrap-agent/www/index.html", "var/lib/bootstrap-agent/www/status.json",
+        "var/lib/zookeeper/data/myid",
     ]
     assert mode(out / "opt/alluxio/conf/alluxio-site.properties") == 0o600
     assert mode(out / "etc/spark/aws-credentials") == 0o600  # the S3 keys, for root's spark-shell
@@ -153,3 +154,38 @@ def test_render_refuses_invalid_input_and_writes_nothing(tmp_path: Path) -> None
     assert result.returncode == 2
     assert "alluxio.worker_ramdisk" in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_render_into_a_relative_folder_checks_the_master_with_its_own_certificate(tmp_path: Path) -> None:
+    """``--out out`` from the user's folder: the nginx check must find the pair rendered beside its config."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bootstrap_agent.cli", "render", "--user-data", str(EXAMPLES / "master.json"),
+         "--facts", str(EXAMPLES / "facts-master.json"), "--out", "rendered/out"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "rendered/out"
+    assert (out / "etc/nginx/conf.d/bootstrap-agent-dashboard.conf").is_file()
+    assert (out / "services.json").is_file()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out"]  # no staging folder left beside it
+    assert result.stderr == ""  # no log lines unless asked (--verbose / --log-format json)
+
+
+def test_a_render_refused_by_a_check_leaves_the_previous_tree_whole(tmp_path: Path) -> None:
+    """A certificate nginx cannot load: exit 2, one line, and DIR is exactly what it was (the agent's render
+    before, so nothing of the master's may appear in it); nothing is left beside it."""
+    out = tmp_path / "out"
+    assert render(tmp_path, "agent", out).returncode == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    bad = json.loads((EXAMPLES / "master.json").read_text())
+    bad["dashboard"] = {**bad.get("dashboard", {}), "tls_certificate": "-----BEGIN CERTIFICATE-----\nQUJD\n"
+                        "-----END CERTIFICATE-----\n", "tls_key": "-----BEGIN PRIVATE KEY-----\nQUJD\n"
+                        "-----END PRIVATE KEY-----\n"}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    result = render(tmp_path, "master", out, path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("bootstrap-agent: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "nginx" in result.stderr and "Traceback" not in result.stderr
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json", "out"]

@@ -36,7 +36,7 @@ def local_cloud(tmp_path: Path) -> Iterator[LocalCloud]:
     try:
         yield cloud
     finally:
-        result = cloud.run("down", timeout=300)
+        result = cloud.run("down", "--yes", timeout=300)
         left = cloud.leftovers()
         assert result.returncode == 0, result.stderr[-3000:]
         assert left == [], left
@@ -134,10 +134,10 @@ def test_up_scale_reboot_from_the_stale_copy_and_down(local_cloud: LocalCloud) -
     assert "nothing to start" in cloud.ok("up").stdout  # a complete cluster: up changes nothing
 
     # -- down: nothing left (checked again by the fixture) ------------------------------------------------------
-    gone = cloud.ok("down", timeout=300)
+    gone = cloud.ok("down", "--yes", timeout=300)
     assert "removed" in gone.stdout
     assert cloud.leftovers() == []
-    assert "nothing to remove" in cloud.ok("down").stdout
+    assert "nothing to remove" in cloud.ok("down", "--yes").stdout
 
 
 def test_down_after_up_was_killed_midway(local_cloud: LocalCloud) -> None:
@@ -153,7 +153,7 @@ def test_down_after_up_was_killed_midway(local_cloud: LocalCloud) -> None:
         proc.kill()
         proc.communicate(timeout=30)
     assert any(line.startswith("link ") for line in cloud.leftovers())  # there is something to remove
-    result = cloud.ok("down", timeout=300)
+    result = cloud.ok("down", "--yes", timeout=300)
     assert f"instance {cloud.cluster}-master-1" in result.stdout and "netns" in result.stdout
     assert cloud.leftovers() == []
 

@@ -3,6 +3,7 @@ gets from the metadata service, the progress display, and the refusals that come
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import ipaddress
 import json
@@ -106,6 +107,40 @@ def test_each_instance_gets_valid_user_data_and_documented_meta_data(tmp_path: P
         metadata_host.user_data(config, a_state(cluster=config.cluster, dashboard_password_hash="plain"), "master")
 
 
+def test_the_cluster_files_dashboard_login_replaces_the_generated_one(tmp_path: Path) -> None:
+    """``dashboard: {user, password_hash}`` in the cluster file: the master gets them, no password of ours."""
+    config = dataclasses.replace(config_mod.load(EXAMPLE), dashboard={"user": "ops", "password_hash": HASH})
+    state = a_state(cluster=config.cluster, dashboard_user="ops", dashboard_password="", dashboard_password_hash="")
+    assert metadata_host.user_data(config, state, "master")["dashboard"] == {"user": "ops", "password_hash": HASH}
+    assert "dashboard" not in metadata_host.user_data(config, state, "agent")
+    paths = Paths(tmp_path / "c")
+    assert cloud.login(config, state, paths).hint() == (
+        "user ops, the password whose hash is dashboard.password_hash in the cluster file")
+    generated = a_state(cluster=config.cluster)
+    plain = config_mod.load(EXAMPLE)
+    expected = f"user admin, password: dashboard_password in {paths.state_file}"
+    assert cloud.login(plain, generated, paths).hint() == expected
+
+
+def test_local_down_lists_and_removes_nothing_unless_confirmed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(STATE_ROOT_ENV, str(tmp_path / "state"))
+    config = config_mod.load(EXAMPLE)
+    paths = Paths.of(config.cluster)
+    paths.save(a_state(cluster=config.cluster))
+    shown: list[list[str]] = []
+
+    def refuse(items: list[str]) -> None:
+        shown.append(items)
+        raise InputError("down: not confirmed")
+
+    with pytest.raises(InputError, match="not confirmed"):
+        cloud.down(config, refuse)
+    assert shown == [[f"state {paths.root} (the cluster secret and the dashboard password)"]]
+    assert paths.load() is not None and paths.load().phase != "removing"  # untouched
+    gone = cloud.down(config, shown.append)
+    assert gone.removed == [f"state {paths.root}"] and not paths.root.exists()
+
+
 def test_dashboard_password_hash_is_one_nginx_accepts() -> None:
     hashed = metadata_host.hash_password("correct horse")
     assert hashed.startswith("$6$") and "correct horse" not in hashed
@@ -153,7 +188,7 @@ def test_not_root_is_refused_before_anything_is_made(tmp_path: Path, monkeypatch
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv(STATE_ROOT_ENV, str(tmp_path / "state"))
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    for command in (["up"], ["scale", "2"], ["down"]):
+    for command in (["up"], ["scale", "2"], ["down", "--yes"]):
         assert cli.main([*command, "--cloud", "local", "--config", str(EXAMPLE)]) == 2
         assert "the local cloud needs root" in capsys.readouterr().err
     assert not (tmp_path / "state").exists()

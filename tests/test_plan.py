@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 from typing import Any
 
 import pytest
@@ -303,9 +304,42 @@ def test_dashboard_tls_and_auth() -> None:
     assert set(nginx.inputs) == {NGINX_DASHBOARD, DASHBOARD_CERT, DASHBOARD_KEY, DASHBOARD_HTPASSWD}
 
     off = plan(validate(user_data("master", dashboard={"auth": False})), master)
-    assert "auth_basic" not in text(off, NGINX_DASHBOARD) and "return 403" not in text(off, NGINX_DASHBOARD)
+    off_conf = text(off, NGINX_DASHBOARD)
+    assert "auth_basic" not in off_conf and off_conf.count("return 403") == 1  # the pages open, the status not:
+    assert 'location = /status.json {\n        default_type text/plain;\n        return 403' in off_conf
 
     with pytest.raises(InvalidInput) as info:
         plan(validate(user_data("master")), Facts(ip=MASTER_IP, hostname="m", cpus=2, memory=8 * GiB,
                                                    instance_uuid="u"))
     assert info.value.path == "dashboard.tls_certificate"
+
+
+def test_master_renders_the_cluster_status_document_from_its_members() -> None:
+    from bootstrap_agent.desired import Peers
+    from bootstrap_agent.node_paths import DASHBOARD_STATUS, NGINX_DASHBOARD
+
+    members = (
+        {"uuid": "u-2", "role": "agent", "ip": "10.20.0.31", "hostname": "a1", "state": "bootstrapping",
+         "reason": "mesos-agent not listening", "services": {"mesos-agent": "activating"}, "since": 1_800_000_000.5},
+        {"uuid": "u-1", "role": "master", "ip": MASTER_IP, "hostname": "m1", "state": "ready", "reason": "",
+         "services": {"zookeeper": "active"}, "since": 1_800_000_000},
+    )
+    data = user_data("master", dashboard={"password_hash": "$apr1$3vT8N4I8$9hN9WDxB1VEkoHsYu3HHn0"})
+    rendered = plan(validate(data), facts(ip=MASTER_IP), Peers(members, read_at=1_800_000_060))
+    doc = json.loads(text(rendered, DASHBOARD_STATUS))
+    assert doc == {
+        "schema": 1, "cluster": doc["cluster"], "rendered_at": "2027-01-15T08:01:00Z",
+        "counts": {"members": 2, "ready": 1, "masters": 1, "masters_ready": 1, "agents": 1, "agents_ready": 0},
+        "members": [
+            {"uuid": "u-1", "role": "master", "ip": MASTER_IP, "hostname": "m1", "state": "ready", "reason": "",
+             "services": {"zookeeper": "active"}, "since": "2027-01-15T08:00:00Z"},
+            {"uuid": "u-2", "role": "agent", "ip": "10.20.0.31", "hostname": "a1", "state": "bootstrapping",
+             "reason": "mesos-agent not listening", "services": {"mesos-agent": "activating"},
+             "since": "2027-01-15T08:00:00Z"},
+        ],
+    }
+    assert rendered.file(DASHBOARD_STATUS).mode == 0o644  # nginx reads it; only the password guards it
+    conf = text(rendered, NGINX_DASHBOARD)
+    assert "location = /status.json {\n        default_type application/json;" in conf
+    nginx = next(s for s in rendered.services if s.unit == "nginx")
+    assert DASHBOARD_STATUS not in nginx.inputs  # a new document is served as a file: no reload

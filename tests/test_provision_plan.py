@@ -52,7 +52,7 @@ def test_plan_offline_needs_no_credentials_and_prints_no_secret(env: Env) -> Non
     bare = {"PATH": "/usr/bin:/bin", "HOME": str(env.home)}
 
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:  # any HTTP call would fail
-        result = env.run("plan", "--offline", env=bare)
+        result = env.run("plan", "--offline", "--json", env=bare)
         assert len(rsps.calls) == 0
 
     assert result.code == 0, result.err
@@ -70,7 +70,7 @@ def test_plan_offline_needs_no_credentials_and_prints_no_secret(env: Env) -> Non
 
 
 def test_plan_offline_lists_the_calls_of_up_in_order(env: Env) -> None:
-    calls = parse(env.run("plan", "--offline").out)
+    calls = parse(env.run("plan", "--offline", "--json").out)
 
     summary = [(c["method"], re.sub(r"^https://[^/]+", "", c["url"])) for c in calls]
     assert summary[0] == ("POST", "/v1/{project_id}/vpcs")
@@ -98,7 +98,7 @@ def test_plan_offline_lists_the_calls_of_up_in_order(env: Env) -> None:
 
 def test_plan_prints_exactly_the_changes_up_then_makes(env: Env, cloud: FakeOtc) -> None:
     env.write_cluster(cluster_document(alluxio=None, credentials=None))  # no bucket to check: OTC calls only
-    planned = parse(env.run("plan").out)
+    planned = parse(env.run("plan", "--json").out)
     assert {c.method for c in cloud.calls if c.service != "iam"} == {"GET"}
     assert cloud.empty()
     start = len(cloud.calls)
@@ -119,10 +119,10 @@ def test_plan_on_a_complete_cluster_prints_nothing(env: Env, cloud: FakeOtc) -> 
     assert env.run("up").code == 0
     start = len(cloud.calls)
 
-    result = env.run("plan")
+    result = env.run("plan", "--detailed-exitcode")
 
-    assert result.code == 0 and result.out == ""
-    assert "cluster analytics11 is complete; up would make no change" in result.err
+    assert result.code == 0, result.err  # 0: nothing pending
+    assert result.out == "plan: 0 to create, 10 existing: cluster analytics11 is complete; up would make no change\n"
     assert {c.method for c in cloud.calls[start:]} == {"GET"}
 
 
@@ -131,7 +131,7 @@ def test_plan_after_a_partial_up_fills_in_the_ids_it_found(env: Env, cloud: Fake
     cloud.fail("POST", r"^/cloudservers$", status=400, code="Ecs.0005", message="quota exceeded")
     assert env.run("up").code == 1
 
-    calls = parse(env.run("plan").out)
+    calls = parse(env.run("plan", "--json").out)
 
     (vpc_id,) = cloud.vpcs
     (subnet_id,) = cloud.subnets

@@ -198,7 +198,7 @@ def test_down_after_a_partial_up_removes_everything(env: Env, cloud: FakeOtc, me
     inject(cloud, method, pattern, when, skip)
     assert env.run("up").code == 1
 
-    down = env.run("down")
+    down = env.run("down", "--yes")
 
     assert down.code == 0, down.err
     assert cloud.empty(), cloud.resources()
@@ -287,7 +287,7 @@ def test_down_removes_everything_in_reverse_order_and_waits_for_the_instances(en
     instances = [s.data["id"] for s in cloud.servers.values() if s.data.get("as_group")]
     before = len(cloud.calls)
 
-    down = env.run("down")
+    down = env.run("down", "--yes")
 
     assert down.code == 0, down.err
     assert cloud.empty()
@@ -309,10 +309,10 @@ def test_down_removes_everything_in_reverse_order_and_waits_for_the_instances(en
 
 def test_down_twice_and_on_an_empty_project_is_fine(env: Env, cloud: FakeOtc) -> None:
     assert env.run("up").code == 0
-    assert env.run("down").code == 0
+    assert env.run("down", "--yes").code == 0
     before = len(cloud.calls)
 
-    again = env.run("down")
+    again = env.run("down", "--yes")
 
     assert again.code == 0
     assert "nothing to remove" in again.out
@@ -325,7 +325,7 @@ def test_down_tolerates_what_disappears_while_it_runs(env: Env, cloud: FakeOtc) 
     cloud.fail("DELETE", r"^/publicips/", status=404, code="VPC.0504", message="the EIP does not exist", when="after")
     cloud.fail("DELETE", r"^/security-groups/", status=404, code="VPC.0602", message="gone", when="after")
 
-    down = env.run("down")
+    down = env.run("down", "--yes", "--log-format", "json")
 
     assert down.code == 0, down.err
     assert cloud.empty()
@@ -395,7 +395,7 @@ def test_api_call_counts(env: Env, cloud: FakeOtc) -> None:
     n_up_empty = len(cloud.calls)
     up_complete = env.run("up")
     n_up_complete = len(cloud.calls) - n_up_empty
-    down = env.run("down")
+    down = env.run("down", "--yes")
     n_down = len(cloud.calls) - n_up_empty - n_up_complete
     assert up_empty.code == up_complete.code == down.code == 0
     mutating_up = sum(1 for c in cloud.calls[:n_up_empty] if c.method != "GET" and c.service != "iam")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -153,6 +154,22 @@ BAD: list[tuple[str, Any, str]] = [
     ("jenkins.enabled", "yes", "jenkins.enabled"),
     ("jenkins.enabled", None, "jenkins.enabled"),
     ("jenkins.admin_password", "secretpw", "jenkins.admin_password"),
+    # issue 13: Mesos flag values by their upstream types (stout), sizes with a floor per key
+    ("mesos.agent_flags", {"gc_delay": 3}, "mesos.agent_flags.gc_delay"),  # Duration without a unit
+    ("mesos.agent_flags", {"gc_delay": "3d"}, "mesos.agent_flags.gc_delay"),  # not a stout unit
+    ("mesos.agent_flags", {"gc_delay": "days"}, "mesos.agent_flags.gc_delay"),
+    ("mesos.agent_flags", {"fetcher_cache_size": "512"}, "mesos.agent_flags.fetcher_cache_size"),  # Bytes
+    ("mesos.agent_flags", {"fetcher_cache_size": "1.5GB"}, "mesos.agent_flags.fetcher_cache_size"),
+    ("mesos.agent_flags", {"hostname_lookup": "yes"}, "mesos.agent_flags.hostname_lookup"),  # bool
+    ("mesos.agent_flags", {"max_completed_executors_per_framework": -1},
+     "mesos.agent_flags.max_completed_executors_per_framework"),  # size_t
+    ("mesos.agent_flags", {"gc_disk_headroom": "lots"}, "mesos.agent_flags.gc_disk_headroom"),  # double
+    ("mesos.agent_flags", {"logbufsecs": "1.5"}, "mesos.agent_flags.logbufsecs"),  # int
+    ("mesos.master_flags", {"agent_reregister_timeout": "10"}, "mesos.master_flags.agent_reregister_timeout"),
+    ("alluxio.block_size", 4, "alluxio.block_size"),  # the original tool's -b 4 meant 4 MB
+    ("alluxio.block_size", "512KB", "alluxio.block_size"),
+    ("alluxio.worker_ramdisk", 4, "alluxio.worker_ramdisk"),
+    ("mesos.work_dir_ramdisk", "2", "mesos.work_dir_ramdisk"),
 ]
 
 
@@ -191,6 +208,77 @@ def test_bad_field_is_named(path: str, value: Any, named: str) -> None:
         validate(with_(path, value))
     assert info.value.path == named
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    ({"gc_delay": 3}, "'3' has no unit; Mesos wants a duration such as 3secs, 3mins or 3days"),
+    ({"gc_delay": "3d"}, "unknown duration unit 'd'"),
+    ({"fetcher_cache_size": 512}, "expected a size with a unit, e.g. 512MB"),
+    ({"hostname_lookup": "yes"}, "expected true or false"),
+])
+def test_mesos_flag_values_say_what_mesos_wants(flags: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(message)):
+        validate(with_("mesos.agent_flags", flags))
+
+
+def test_mesos_flag_values_mesos_accepts() -> None:
+    good = {"gc_delay": "3days", "executor_registration_timeout": "5mins", "fetcher_stall_timeout": "1.5secs",
+            "fetcher_cache_size": "512mb", "hostname_lookup": False, "docker_config": "file:///etc/docker.json",
+            "gc_disk_headroom": 0.1, "max_completed_executors_per_framework": 150, "logbufsecs": 0,
+            "docker_remove_delay": "file:///etc/mesos/delay", "isolation": "cgroups/cpu,cgroups/mem"}
+    settings = validate(with_("mesos.agent_flags", good))
+    assert dict(settings.mesos.agent_flags)["gc_delay"] == "3days"
+    assert dict(settings.mesos.agent_flags)["hostname_lookup"] == "false"
+
+
+def test_every_mesos_flag_has_an_upstream_value_type() -> None:
+    from bootstrap_agent import names
+
+    kinds = {"bool", "duration", "bytes", "int", "uint", "double", "path", "string", "other"}
+    for version in names.MESOS_VERSIONS:
+        for role in ("master", "agent"):
+            types = names.mesos_flag_types(version, role)
+            assert set(types) == names.mesos_flags(version, role) and set(types.values()) <= kinds
+            assert types["help"] == "bool" and types["work_dir"] == "string"
+    assert names.mesos_flag_types("1.4", "agent")["gc_delay"] == "duration"
+    assert names.mesos_flag_types("1.11", "agent")["fetcher_cache_size"] == "bytes"
+
+
+def test_the_extractor_records_each_flags_value_type() -> None:
+    from tools.extract_names import mesos_member_types
+
+    header = """class Flags : public virtual logging::Flags
+{
+public:
+  Duration gc_delay; // a comment with int x;
+  Option<Bytes> cache;
+  Option<std::vector<unsigned int>>
+      gpus;
+  bool quiet;
+  size_t count;
+  Option<Path> sandbox;
+  Option<JSON::Object> env;
+};"""
+    assert mesos_member_types(header) == {"gc_delay": "duration", "cache": "bytes", "gpus": "other", "quiet": "bool",
+                                          "count": "uint", "sandbox": "path", "env": "other"}
+
+
+def test_a_block_size_without_a_unit_says_which_unit_was_meant() -> None:
+    with pytest.raises(InvalidInput) as info:
+        validate(with_("alluxio.block_size", 4))
+    assert str(info.value) == ("alluxio.block_size: '4' is 4 bytes, less than the minimum 1MB; did you mean 4MB? "
+                               "(a number without a unit is bytes)")
+    assert validate(with_("alluxio.block_size", "1MB")).alluxio.block_size == 1 << 20  # type: ignore[union-attr]
+
+
+def test_credentials_in_an_endpoint_url_are_never_echoed() -> None:
+    for url in ("https://AKIAEXAMPLE:SECRETKEY/xyz@obs.eu-de.otc.t-systems.com",
+                "https://AKIAEXAMPLE:SECRETKEY@obs.eu-de.otc.t-systems.com:99999", "ftp://AKIAEXAMPLE@x"):
+        with pytest.raises(InvalidInput) as info:
+            validate(with_("alluxio.s3_endpoint", url))
+        assert info.value.path == "alluxio.s3_endpoint"
+        assert "AKIAEXAMPLE" not in str(info.value) and "SECRETKEY" not in str(info.value), info.value
+        assert "***@" in str(info.value)
 
 
 def test_combinations_that_cannot_work() -> None:
@@ -273,6 +361,14 @@ def test_cli_exit_codes_and_one_line(tmp_path: Path) -> None:
     missing = subprocess.run([sys.executable, "-m", "bootstrap_agent.cli", "validate", str(tmp_path / "nope")],
                              capture_output=True, text=True, timeout=30)
     assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_cli_never_echoes_credentials_of_an_endpoint_url(tmp_path: Path) -> None:
+    url = "https://CLIACCESSKEY01:cli/secret+key@obs.eu-de.otc.t-systems.com"
+    bad = run_validate(tmp_path, json.dumps(with_("alluxio.s3_endpoint", url)).encode())
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "alluxio.s3_endpoint" in bad.stderr
+    for secret in ("CLIACCESSKEY01", "cli/secret+key"):
+        assert secret not in bad.stderr + bad.stdout
 
 
 # --- no input whatsoever produces a traceback ----------------------------------------------------------------

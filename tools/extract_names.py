@@ -151,9 +151,20 @@ MESOS_BASE_FILES = {
 MESOS_ROLE_DIR = {"master": "src/master", "agent": "src/slave"}
 
 ADD_RE = re.compile(
-    r"\badd\(\s*&[\w:]+\s*,\s*\"([A-Za-z0-9_]+)\"\s*,"
-    r"(?:\s*flags::DeprecatedName\(\s*\"([A-Za-z0-9_]+)\"\s*\)\s*,)?"
+    r"\badd\(\s*&(?:\w+::)*(?P<member>\w+)\s*,\s*\"(?P<name>[A-Za-z0-9_]+)\"\s*,"
+    r"(?:\s*flags::DeprecatedName\(\s*\"(?P<old>[A-Za-z0-9_]+)\"\s*\)\s*,)?"
 )
+# A data member of a Flags class: ``Duration gc_delay;``, ``Option<std::vector<unsigned int>> x;``.
+MEMBER_RE = re.compile(r"(?m)^[ \t]*(?P<type>[A-Za-z_][\w:]*(?:\s*<[^;(){}]*>)?)\s+(?P<member>\w+)\s*;")
+# How stout parses a flag's C++ type (3rdparty/stout/include/stout/flags/parse.hpp), as the value classes the
+# schema checks: ``Option<T>`` parses as T; anything not named here (JSON, protobuf messages, ACLs, ...) is "other".
+MESOS_VALUE_TYPES = {
+    "bool": "bool", "Duration": "duration", "Bytes": "bytes", "Path": "path",
+    "std::string": "string", "string": "string",
+    "int": "int", "int32_t": "int", "int64_t": "int", "long": "int",
+    "unsigned int": "uint", "unsigned": "uint", "size_t": "uint", "uint16_t": "uint", "uint32_t": "uint",
+    "uint64_t": "uint", "double": "double", "float": "double",
+}
 DIRECTIVE_RE = re.compile(r"^[ \t]*#[ \t]*(ifdef|ifndef|if|elif|else|endif)\b(.*)$", re.MULTILINE)
 
 
@@ -170,6 +181,7 @@ class Branch:
 class MesosFlag:
     name: str
     source: str
+    member: str = ""
     conditions: list[str] = field(default_factory=list)
     deprecated_of: str | None = None
 
@@ -225,11 +237,21 @@ def mesos_flags_in(text: str, source: str) -> list[MesosFlag]:
         if not all(b.active for b in stack):
             continue
         conditions = [b.text for b in stack if not b.text.endswith("_HPP__")]
-        name, deprecated = match.group(1), match.group(2)
-        found.append(MesosFlag(name.lower(), source, conditions))
+        member, name, deprecated = match.group("member"), match.group("name"), match.group("old")
+        found.append(MesosFlag(name.lower(), source, member, conditions))
         if deprecated:
-            found.append(MesosFlag(deprecated.lower(), source, conditions, deprecated_of=name))
+            found.append(MesosFlag(deprecated.lower(), source, member, conditions, deprecated_of=name))
     return found
+
+
+def mesos_member_types(header: str) -> dict[str, str]:
+    """The value class (``MESOS_VALUE_TYPES``) of every data member a Flags header declares."""
+    types: dict[str, str] = {}
+    for match in MEMBER_RE.finditer(strip_comments(header)):
+        cpp = re.sub(r"\s+", " ", match.group("type")).strip()
+        inner = re.fullmatch(r"Option\s*<\s*(.+?)\s*>", cpp)
+        types[match.group("member")] = MESOS_VALUE_TYPES.get(inner.group(1) if inner else cpp, "other")
+    return types
 
 
 def mesos_bases(header: str) -> list[str]:
@@ -240,9 +262,13 @@ def mesos_bases(header: str) -> list[str]:
 
 
 def extract_mesos(tree: SourceTree, role: str) -> tuple[list[str], list[str]]:
-    """Return (header lines, sorted names) for mesos-master or mesos-agent."""
+    """Return (header lines, sorted ``name type`` lines) for mesos-master or mesos-agent."""
     role_dir = MESOS_ROLE_DIR[role]
-    bases = mesos_bases(tree.read(f"{role_dir}/flags.hpp"))
+    role_header = tree.read(f"{role_dir}/flags.hpp")
+    bases = mesos_bases(role_header)
+    member_types = mesos_member_types(role_header)
+    for path in ("src/logging/flags.hpp", MESOS_BASE_FILES["flags::FlagsBase"]):
+        member_types = {**mesos_member_types(tree.read(path)), **member_types}
     files = [f"{role_dir}/flags.hpp"]
     to_scan: list[str] = []
     for base in bases:
@@ -265,6 +291,9 @@ def extract_mesos(tree: SourceTree, role: str) -> tuple[list[str], list[str]]:
     for must in ("help", "version", "ip", "port", "work_dir"):
         if must not in flags:
             raise SystemExit(f"flag {must!r} not found: the sources do not look as expected")
+    untyped = sorted(f.name for f in flags.values() if f.member not in member_types)
+    if untyped:
+        raise SystemExit(f"no member declaration found for the flags {', '.join(untyped)}")
 
     binary = "mesos-master" if role == "master" else "mesos-agent (also installed as mesos-slave)"
     header = [
@@ -276,6 +305,10 @@ def extract_mesos(tree: SourceTree, role: str) -> tuple[list[str], list[str]]:
         "files above (the Flags class of the role, its base classes, and main.cpp), including the",
         'flags::DeprecatedName("old") alias names that stout still accepts; branches that a Linux build',
         "does not compile (__WINDOWS__) are skipped.",
+        "Each name is followed by the class of value stout parses for its member's C++ type (the Flags",
+        "headers above; Option<T> as T): bool, duration (stout duration.hpp: a number and one of ns, us,",
+        "ms, secs, mins, hrs, days, weeks), bytes (stout bytes.hpp: a whole number and B, KB, MB, GB, TB),",
+        "int, uint, double, path, string, or other (JSON, protobuf messages and lists: not checked).",
     ]
     conditional = sorted((f for f in flags.values() if f.conditions), key=lambda f: f.name)
     if conditional:
@@ -286,7 +319,7 @@ def extract_mesos(tree: SourceTree, role: str) -> tuple[list[str], list[str]]:
     if deprecated:
         header.append("Deprecated alias names (still accepted, listed as well):")
         header += [f"  {f.name} -> {f.deprecated_of}" for f in deprecated]
-    return header, sorted(flags)
+    return header, [f"{name} {member_types[flags[name].member]}" for name in sorted(flags)]
 
 
 # --------------------------------------------------------------------------------------------------

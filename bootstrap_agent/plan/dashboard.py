@@ -14,8 +14,10 @@ from bootstrap_agent.node_paths import (
     DASHBOARD_HTPASSWD,
     DASHBOARD_INDEX,
     DASHBOARD_KEY,
+    DASHBOARD_STATUS,
     NGINX_DASHBOARD,
 )
+from bootstrap_agent.plan.cluster_status import status_document
 from bootstrap_agent.plan.part import Part
 from bootstrap_agent.ports import (
     ALLUXIO_MASTER_WEB,
@@ -52,6 +54,8 @@ def dashboard(settings: Settings, facts: Facts, peers: Peers, layout: Layout, to
         "index.html.j2", cluster=settings.cluster, masters=masters, alluxio=settings.alluxio is not None,
         members=members, tools=tools,
     )))
+    # The same members for programs (provision-min up/status): served only behind the password (the template).
+    files.append(text_file(DASHBOARD_STATUS, status_document(settings.cluster, peers.members, peers.read_at)))
     files.append(text_file(NGINX_DASHBOARD, render(
         "nginx-dashboard.conf.j2", cluster=settings.cluster, ip=facts.ip, port=DASHBOARD_PORT, www_dir=www,
         alluxio=settings.alluxio is not None, spark_ui_port=SPARK_UI_PORT,
@@ -60,7 +64,7 @@ def dashboard(settings: Settings, facts: Facts, peers: Peers, layout: Layout, to
         htpasswd=layout.path(DASHBOARD_HTPASSWD), tools=tools, masters=masters, mesos_port=MESOS_MASTER_PORT,
         alluxio_web_port=ALLUXIO_MASTER_WEB, mesos_ui_port=MESOS_UI_PORT, alluxio_ui_port=ALLUXIO_UI_PORT,
     ), check="nginx"))
-    # index.html is served as a file: a new landing page needs no reload.
+    # index.html and status.json are served as files: new ones need no reload.
     nginx_ports = (DASHBOARD_PORT, MESOS_UI_PORT, *((ALLUXIO_UI_PORT,) if settings.alluxio else ()))
     nginx = DesiredService("nginx", tuple(nginx_inputs), tuple((facts.ip, p) for p in nginx_ports), reload=True)
     return Part(tuple(files), (nginx,))

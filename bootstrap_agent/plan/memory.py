@@ -48,7 +48,7 @@ def ramdisk_size(setting: RamDisk, available: int, fraction: float) -> int:
 def agent_memory(settings: Settings, facts: Facts) -> Memory:
     """Split the agent's memory; RAM disks that leave Mesos tasks too little are an input error.
 
-    The rule (README, "RAM disks"): the node first keeps a reserve for the OS (max(1 GiB, 10 %)) and the
+    The rule (docs/node-agent.md, "RAM disks"): the node first keeps a reserve for the OS (max(1 GiB, 10 %)) and the
     heaps of its own daemons (Alluxio worker 1 GiB, Spark shuffle service 512 MiB, dockerd 256 MiB, each only
     when it runs). Of the rest, the RAM disks take their sizes (explicit ones as given; ``auto``: Alluxio a
     third, the Mesos work_dir and Docker's data-root an eighth each), and whatever remains is offered to Mesos

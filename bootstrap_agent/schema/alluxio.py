@@ -16,6 +16,7 @@ CREDENTIAL_KEYS = frozenset({"source", "access_key_id", "secret_access_key"})
 BUCKET_UFS = re.compile(r"^(s3a?)://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/[^\s]*)?$")
 S3_REGION = re.compile(r"^[a-z]{2}(?:-[a-z0-9]+){1,3}$")  # eu-de, eu-nl, us-east-1, cn-north-4
 ACCESS_KEY = re.compile(r"^[A-Za-z0-9+/=._-]{8,256}$")
+MIN_BLOCK_SIZE = 1 << 20  # Alluxio's default is 64MB; the original tool's "-b 4" meant 4 MB, not 4 bytes
 
 
 def parse_alluxio(value: Any) -> AlluxioSettings:
@@ -29,7 +30,9 @@ def parse_alluxio(value: Any) -> AlluxioSettings:
     endpoint = None
     if "s3_endpoint" in obj:
         endpoint = read_url(obj["s3_endpoint"], "alluxio.s3_endpoint")
-    block_size = read_size(obj["block_size"], "alluxio.block_size") if "block_size" in obj else None
+    block_size = None
+    if "block_size" in obj:
+        block_size = read_size(obj["block_size"], "alluxio.block_size", minimum=MIN_BLOCK_SIZE, meant="MB")
     ramdisk: RamDisk = AUTO
     if "worker_ramdisk" in obj:
         ramdisk = parse_ramdisk(obj["worker_ramdisk"], "alluxio.worker_ramdisk", can_be_off=False)

@@ -1,5 +1,5 @@
 """The ``mesos`` section: version, containerizers, attributes, extra flags checked against the version's own
-flag list, and the RAM folders."""
+flag list (names and the kind of value each takes), and the RAM folders."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from bootstrap_agent import names
 from bootstrap_agent.errors import InvalidInput
+from bootstrap_agent.schema.mesos_values import check_flag_value
 from bootstrap_agent.schema.ramdisk import OFF, parse_ramdisk
 from bootstrap_agent.schema.readers import kind, read_choice, read_object, read_scalar
 from bootstrap_agent.schema.settings import MesosSettings
@@ -71,7 +72,7 @@ def _flags(
     value: Any, path: str, version: str, role: names.MesosRole, managed: frozenset[str]
 ) -> tuple[tuple[str, str], ...]:
     obj = read_object(value, path, None)
-    known = names.mesos_flags(version, role)
+    known = names.mesos_flag_types(version, role)
     result = []
     for name, raw in obj.items():
         flag_path = f"{path}.{name}"
@@ -80,5 +81,7 @@ def _flags(
         if name not in known:
             binary = "mesos-agent" if role == "agent" else "mesos-master"
             raise InvalidInput(flag_path, f"{binary} {version} has no flag --{name}")
-        result.append((name, read_scalar(raw, flag_path)))
+        text = read_scalar(raw, flag_path)
+        check_flag_value(text, known[name], flag_path)
+        result.append((name, text))
     return tuple(sorted(result))

@@ -5,7 +5,7 @@ A setting is ``OFF`` (``None``: the folder stays on disk), ``AUTO`` (sized from 
 is made, ``bootstrap_agent/plan/memory.py``) or a size in bytes. The Mesos and Docker folders are off unless
 the user-data says otherwise, so documents written before those keys existed mean what they meant. Alluxio's
 tier 0 is where the worker keeps its blocks: it cannot be off, and its key has always taken ``auto`` or any
-size (README, user-data table), so it keeps that contract and its errors.
+size (docs/node-agent.md, user-data table), so it keeps that contract and its errors.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from bootstrap_agent.schema.readers import kind, read_size
 RamDisk = int | None
 OFF: Final = None
 AUTO: Final = -1
-MIN_OPTIONAL_RAMDISK = 64 << 20  # less holds no sandbox or image worth having: "off" is what was meant
+MIN_RAMDISK = 64 << 20  # less holds no blocks, sandbox or image worth having: a unit (or "off") was meant
 
 
 def parse_ramdisk(value: Any, path: str, *, can_be_off: bool) -> RamDisk:
@@ -30,7 +30,5 @@ def parse_ramdisk(value: Any, path: str, *, can_be_off: bool) -> RamDisk:
             return OFF
         if isinstance(value, bool):
             raise InvalidInput(path, f"expected 'off', 'auto' or a size, got {kind(value)}")
-    size = read_size(value, path)
-    if can_be_off and size < MIN_OPTIONAL_RAMDISK:
-        raise InvalidInput(path, f"{value!r} is less than 64MB; use 'off' for no RAM disk")
-    return size
+    return read_size(value, path, minimum=MIN_RAMDISK, meant="GB",
+                     otherwise="use 'off' for no RAM disk" if can_be_off else "")

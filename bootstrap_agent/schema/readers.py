@@ -8,7 +8,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bootstrap_agent.errors import InvalidInput
-from bootstrap_agent.sizes import parse_size
+from bootstrap_agent.logs import mask_url_credentials
+from bootstrap_agent.sizes import format_size, parse_size
 
 
 def kind(value: Any) -> str:
@@ -66,25 +67,39 @@ def read_choice(value: Any, path: str, allowed: tuple[str, ...]) -> str:
     return text
 
 
-def read_size(value: Any, path: str) -> int:
+def read_size(value: Any, path: str, *, minimum: int = 1, meant: str = "MB", otherwise: str = "") -> int:
+    """A size in bytes of at least ``minimum``. A bare number is bytes, as in Alluxio, so ``4`` meant as the
+    original tool's ``-b 4`` (4 MB) is refused with the unit that was probably ``meant``; ``otherwise`` names
+    another value the key takes (``'off'``)."""
     text = read_string(value, path) if not isinstance(value, int) or isinstance(value, bool) else str(value)
     try:
-        return parse_size(text)
+        size = parse_size(text)
     except ValueError as exc:
         raise InvalidInput(path, str(exc)) from None
+    if size < minimum:
+        bare = text.strip()
+        hint = f"; did you mean {bare}{meant}? (a number without a unit is bytes)" if bare.isdigit() else ""
+        also = f"; {otherwise}" if otherwise else ""
+        raise InvalidInput(path, f"{text!r} is {size} bytes, less than the minimum {format_size(minimum)}{hint}{also}")
+    return size
 
 
 def read_url(value: Any, path: str) -> str:
     text = read_string(value, path)
+    shown = repr(mask_url_credentials(text))  # every message below: credentials in a URL are someone's keys
+    if shown != repr(text):
+        raise InvalidInput(path, f"{shown} must not carry credentials (give them in 'credentials')")
     try:
         parts = urlsplit(text)
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
-        raise InvalidInput(path, f"{text!r} is not a URL") from None
+        raise InvalidInput(path, f"{shown} is not a URL") from None
+    if parts.username or parts.password:
+        raise InvalidInput(path, f"{shown} must not carry credentials (give them in 'credentials')")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput(path, f"{text!r} must be an http:// or https:// URL with a host")
-    if parts.username or parts.password or parts.query or parts.fragment or " " in text:
-        raise InvalidInput(path, f"{text!r} must not carry credentials, a query or a fragment")
+        raise InvalidInput(path, f"{shown} must be an http:// or https:// URL with a host")
+    if parts.query or parts.fragment or " " in text:
+        raise InvalidInput(path, f"{shown} must not carry a query or a fragment")
     return text
 
 

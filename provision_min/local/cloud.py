@@ -21,15 +21,17 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from provision_min import dashboard
 from provision_min.config import ClusterConfig
 from provision_min.errors import InputError
 from provision_min.local import machine, network
 from provision_min.local.group import ensure_running, new_node, reconcile_group, stop_all
 from provision_min.local.layout import METADATA_IP, CloudState, Names, Paths
-from provision_min.local.metadata_host import hash_password, metadata_running, start_metadata, stop_metadata
+from provision_min.local.metadata_host import metadata_running, start_metadata, stop_metadata
 from provision_min.local.node_image import build_image
 from provision_min.local.progress import Progress
 from provision_min.local.readiness import DEFAULT_READY_TIMEOUT, cluster_view, wait_ready
@@ -97,11 +99,12 @@ def _up(config: ClusterConfig, subnet: str | None, out: TextIO, ready_timeout: f
         image = build_image(config, packages)
         how = f"built in {time.monotonic() - image_started:.0f} s" if image.built else "from the cache"
         progress.say(f"node image: {how} ({image.path.name})")
-        password = secrets.token_urlsafe(18)
+        # the cluster file's login when it gives a hash, else a password of ours (only its hash reaches a master)
+        password, password_hash = dashboard.generate() if dashboard.needs_password(config.dashboard) else ("", "")
         state = CloudState(cluster=config.cluster, subnet=str(chosen), image=str(image.path),
                            image_digest=image.digest, secret=secrets.token_urlsafe(32),
-                           dashboard_password=password, dashboard_password_hash=hash_password(password),
-                           desired=config.agents.desired)
+                           dashboard_user=dashboard.user_of(config.dashboard), dashboard_password=password,
+                           dashboard_password_hash=password_hash, desired=config.agents.desired)
         paths.save(state)  # before anything exists: down finds all from here on
     state.phase = "creating"
     paths.save(state)
@@ -184,8 +187,14 @@ def status(config: ClusterConfig, timeout: float = 5.0) -> dict[str, Any]:
         "members_listed": len(listed), "unknown_members": strangers,
         "nodes": nodes, "complete": complete,
         "dashboard": dashboard_url(state), "dashboard_user": state.dashboard_user,
+        "login": login(config, state, paths).as_json(),
         "state_file": str(paths.state_file),
     }
+
+
+def login(config: ClusterConfig, state: CloudState, paths: Paths) -> dashboard.Login:
+    """How to log in to the dashboards: the cluster file's user and hash, or our password in the state file."""
+    return dashboard.login(config.dashboard, paths.state_file, bool(state.dashboard_password))
 
 
 def dashboard_url(state: CloudState) -> str | None:
@@ -213,8 +222,8 @@ def render_status(report: dict[str, Any]) -> str:
     if report["unknown_members"]:
         lines.append(f"  members not started by provision-min: {', '.join(report['unknown_members'])}")
     if report["dashboard"]:
-        lines.append(f"  dashboard: {report['dashboard']} (user {report['dashboard_user']}; password: "
-                     f"dashboard_password in {report['state_file']})")
+        lines.append(f"  dashboard: {report['dashboard']}")
+        lines.append(f"  dashboard login: {report['login']['hint']}")
     lines.append("  complete" if report["complete"] else "  NOT complete")
     return "\n".join(lines)
 
@@ -225,14 +234,15 @@ class DownResult:
     seconds: float
 
 
-def down(config: ClusterConfig) -> DownResult:
-    """Remove every instance, the metadata service, the namespaces, the bridge and the state; idempotent."""
+def down(config: ClusterConfig, confirm: Callable[[list[str]], None] = lambda items: None) -> DownResult:
+    """Remove every instance, the metadata service, the namespaces, the bridge and the state; idempotent.
+    ``confirm`` sees the listing first and stops everything by raising."""
     preflight()
     with Paths.of(config.cluster).locked(remove=True):
-        return _down(config)
+        return _down(config, confirm)
 
 
-def _down(config: ClusterConfig) -> DownResult:
+def _down(config: ClusterConfig, confirm: Callable[[list[str]], None]) -> DownResult:
     started = time.monotonic()
     paths = Paths.of(config.cluster)
     removed: list[str] = []
@@ -240,9 +250,6 @@ def _down(config: ClusterConfig) -> DownResult:
         state = paths.load()
     except InputError:
         state = None  # unreadable: what the names find is removed all the same
-    if state is not None:
-        state.phase = "removing"
-        paths.save(state)
     names = Names(config.cluster)
     folders = {p.name: p for p in paths.node_dirs()}
     if state is not None:
@@ -255,6 +262,17 @@ def _down(config: ClusterConfig) -> DownResult:
                     folders.setdefault(name, paths.node_dir(name))
     agents = sorted(n for n in folders if n.startswith(f"{config.cluster}-agent-"))
     others = sorted(n for n in folders if n not in agents)
+    listing = [f"instance {name}" for name in agents + others]
+    if state is not None and metadata_running(paths, state):
+        listing.append("metadata service")
+    listing += network.existing(config.cluster)
+    if paths.root.exists():
+        listing.append(f"state {paths.root} (the cluster secret and the dashboard password)")
+    if listing:
+        confirm(listing)
+    if state is not None:
+        state.phase = "removing"
+        paths.save(state)
     for group in (agents, others):  # agents first: they leave while ZooKeeper still runs on the masters
         stop_all(paths, group)
         removed += [f"instance {name}" for name in group]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from provision_min.clouds import EXIT_FAILED, EXIT_OK
 from provision_min.config import ClusterConfig
+from provision_min.confirm import Confirmation
 from provision_min.errors import InputError
 from provision_min.local import cloud
 from provision_min.local.readiness import DEFAULT_READY_TIMEOUT
@@ -24,21 +25,28 @@ class LocalCloud:
     def timeout(self) -> float:
         return self.wait_timeout or DEFAULT_READY_TIMEOUT
 
-    def plan(self) -> int:
+    def plan(self, as_json: bool = False, detailed_exitcode: bool = False) -> int:
         raise InputError("plan: the local cloud has no API calls to show; up prints each step as it goes")
 
-    def up(self) -> int:
+    def up(self, as_json: bool = False) -> int:
         config = self.config
         result = cloud.up(config, subnet=self.subnet, out=sys.stderr, ready_timeout=self.timeout,
                           packages=self.packages)
         state = result.state
+        if as_json:
+            print(json.dumps({"cluster": config.cluster, "cloud": "local", "seconds": round(result.seconds, 1),
+                              "started": result.created, "masters": {n.name: n.ip for n in state.masters()},
+                              "agents": {n.name: n.ip for n in state.agents()}, "as_group": f"{config.cluster}-agents",
+                              "dashboard": cloud.dashboard_url(state),
+                              "login": cloud.login(config, state, result.paths).as_json()}))
+            return EXIT_OK
         print(f"cluster {config.cluster} (local): ready in {result.seconds:.1f} s"
               + (f" ({result.created} instance(s) started)" if result.created else ", nothing to start"))
         print("masters: " + ", ".join(f"{n.name} {n.ip}" for n in state.masters()))
         print(f"agents: AS group {config.cluster}-agents, {len(state.agents())} instance(s) (min {config.agents.min}, "
               f"max {config.agents.max})")
-        print(f"dashboard: {cloud.dashboard_url(state)} (user {state.dashboard_user}; password: dashboard_password "
-              f"in {result.paths.state_file})")
+        print(f"dashboard: {cloud.dashboard_url(state)}")
+        print(f"dashboard login: {cloud.login(config, state, result.paths).hint()}")
         return EXIT_OK
 
     def status(self, as_json: bool) -> int:
@@ -46,13 +54,21 @@ class LocalCloud:
         print(json.dumps(report, indent=2) if as_json else cloud.render_status(report))
         return EXIT_OK if report["complete"] else EXIT_FAILED
 
-    def scale(self, count: int) -> int:
+    def scale(self, count: int, as_json: bool = False) -> int:
         before, after, seconds = cloud.scale(self.config, count, out=sys.stderr, ready_timeout=self.timeout)
+        if as_json:
+            print(json.dumps({"cluster": self.config.cluster, "cloud": "local", "before": before, "after": after,
+                              "group": f"{self.config.cluster}-agents", "seconds": round(seconds, 1)}))
+            return EXIT_OK
         print(f"AS group {self.config.cluster}-agents (local): desired {before} -> {after}, settled in {seconds:.1f} s")
         return EXIT_OK
 
-    def down(self) -> int:
-        gone = cloud.down(self.config)
+    def down(self, confirm: Confirmation, as_json: bool = False) -> int:
+        gone = cloud.down(self.config, lambda items: confirm.ask(self.config.cluster, items))
+        if as_json:
+            print(json.dumps({"cluster": self.config.cluster, "cloud": "local", "removed": gone.removed,
+                              "seconds": round(gone.seconds, 1)}))
+            return EXIT_OK
         if gone.removed:
             print(f"cluster {self.config.cluster} (local): removed in {gone.seconds:.1f} s: " + ", ".join(gone.removed))
         else:

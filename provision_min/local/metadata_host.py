@@ -15,6 +15,8 @@ import time
 from typing import Any
 
 from provision_min.config import ClusterConfig
+from provision_min.dashboard import hash_password as hash_password  # re-exported: one hash for every cloud
+from provision_min.dashboard import master_section
 from provision_min.errors import ProvisionError
 from provision_min.files import write_private
 from provision_min.local import machine
@@ -24,20 +26,9 @@ from provision_min.local.subnets import local_config
 METADATA_MODULE = "provision_min.local.metadata_service"
 
 
-def hash_password(password: str) -> str:
-    """A SHA-512 crypt hash (``$6$``) nginx's basic auth accepts; made by openssl, the password on stdin."""
-    result = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password, capture_output=True, text=True,
-                            timeout=30, check=False)
-    if result.returncode != 0 or not result.stdout.startswith("$6$"):
-        raise ProvisionError(f"openssl passwd failed: {result.stderr.strip()}")
-    return result.stdout.strip()
-
-
 def user_data(config: ClusterConfig, state: CloudState, role: str) -> dict[str, Any]:
     """The instance's user-data, validated; the dashboard's password hash only where the dashboard is."""
-    dashboard = None
-    if role == "master" and state.dashboard_password_hash:
-        dashboard = {"user": state.dashboard_user, "password_hash": state.dashboard_password_hash}
+    dashboard = master_section(config.dashboard, state.dashboard_password_hash) if role == "master" else None
     return local_config(config, state.network).user_data(role, state.secret, dashboard)
 
 

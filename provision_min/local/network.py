@@ -98,6 +98,13 @@ def _namespace(ns: str, veth: str, bridge: str, addresses: Sequence[str]) -> Non
     ip("-n", ns, "link", "set", "eth0", "up")
 
 
+def existing(cluster: str) -> list[str]:
+    """The cluster's namespaces and links that exist now: what ``destroy`` would remove."""
+    names = Names(cluster)
+    return ([f"netns {ns}" for ns in (names.metadata_ns, names.gateway_ns) if netns_exists(ns)]
+            + [f"link {link}" for link in (names.metadata_veth, names.gateway_veth, names.bridge) if link_exists(link)])
+
+
 def destroy(cluster: str, timeout: float = 10.0) -> list[str]:
     """Remove the namespaces (killing what still runs in them), the veths and the bridge. What was removed."""
     names = Names(cluster)

@@ -76,7 +76,7 @@ def test_bench_local_cloud(tmp_path: Path) -> None:
         five_used = used_mib()
         assert cloud.status()["complete"]
     finally:
-        cloud.run("down")
+        cloud.run("down", "--yes")
     report("local_cloud", {
         "floor_bare_boot_s": round(floor, 2),
         "up_1_master_2_agents_cached_image_s": round(up, 2), "up_ratio_to_floor": round(up / floor, 2),
@@ -96,7 +96,7 @@ def test_bench_local_cloud_cold_image(tmp_path: Path) -> None:
         up = timed(cloud, "up")
         assert cloud.status()["complete"]
     finally:
-        cloud.run("down")
+        cloud.run("down", "--yes")
         subprocess.run(["rm", "-rf", "--one-file-system", str(cache)], check=False)
     assert not cache.exists() or not any(cache.iterdir())
     shutil.rmtree(cache, ignore_errors=True)

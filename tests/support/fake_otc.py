@@ -39,12 +39,31 @@ import responses
 
 from bootstrap_agent.errors import InvalidInput
 from bootstrap_agent.schema import MAX_USER_DATA_BYTES, parse_user_data
+from tests.support.fake_master import FakeMasterStatus
 
 REGION = "eu-de"
 PROJECT_ID = "0a1b2c3d4e5f40718293a4b5c6d7e8f9"
 DOMAIN = "OTC-EU-DE-00000000001000000042"
 USER = "ops"
 PASSWORD = "s3cret-Passw0rd!"
+
+# name, vCPUs, RAM (MB): the example cluster file's flavors and a small one
+FLAVORS = (("s3.xlarge.4", 4, 16384), ("s3.2xlarge.8", 8, 65536), ("s3.medium.1", 1, 1024),
+           ("s3.large.2", 2, 4096))
+ZONES = ("eu-de-01", "eu-de-02", "eu-de-03")
+
+
+def flavor(name: str, vcpus: int, ram_mb: int, zones: tuple[str, ...] = ZONES) -> dict[str, Any]:
+    """One entry of the documented ``flavors`` list."""
+    links = [{"rel": rel, "href": f"https://ecs.{REGION}.otc.t-systems.com/{path}{PROJECT_ID}/flavors/{name}",
+              "type": None} for rel, path in (("self", "v1.0/"), ("bookmark", ""))]
+    return {"id": name, "name": name, "vcpus": str(vcpus), "ram": ram_mb, "disk": "0", "swap": "", "links": links,
+            "OS-FLV-EXT-DATA:ephemeral": 0, "rxtx_factor": 1, "OS-FLV-DISABLED:disabled": False,
+            "rxtx_quota": None, "rxtx_cap": None, "os-flavor-access:is_public": True,
+            "os_extra_specs": {"ecs:performancetype": "normal", "ecs:generation": name.split(".")[0],
+                               "cond:operation:status": "normal",
+                               "cond:operation:az": ", ".join(f"{z}(normal)" for z in zones)}}
+
 
 ERROR_STYLE = {"vpc": "flat", "ecs": "wrapped", "as": "wrapped", "iam": "wrapped"}
 
@@ -153,6 +172,12 @@ class FakeOtc:
         self.groups: dict[str, Res] = {}
         self.user_data: dict[str, dict[str, Any]] = {}  # server or AS configuration name -> decoded user-data
         self.job_failures: list[str] = []  # fail reasons for the next ECS creation jobs
+        self.master_status = FakeMasterStatus(self)  # what https://<eip>/status.json answers
+        # The zone's flavors as ``GET /v1/{project_id}/cloudservers/flavors`` documents them (ECS API reference,
+        # "Querying Details About Flavors and Extended Flavor Information": ``vcpus`` a string, ``ram`` in MB).
+        self.flavors: list[dict[str, Any]] = [
+            flavor(name, vcpus, ram) for name, vcpus, ram in FLAVORS
+        ]
 
     # --- wiring -------------------------------------------------------------------------------------------
 
@@ -210,6 +235,8 @@ class FakeOtc:
         method = str(request.method)
         service, path = self._route(url.split("?")[0])
         record = Recorded(method, url, service, path, query, body)
+        if service == "unknown" and (status_answer := self.master_status.answer(request)) is not None:
+            return status_answer  # the first master's status document behind its EIP (fake_master.py): no API call
         self.calls.append(record)
         if service == "unknown":
             self.violations.append(f"request to a host that is not the fake OTC API: {method} {url}")
@@ -504,6 +531,10 @@ class FakeOtc:
 
     def _ecs(self, r: Recorded) -> tuple[int, Any]:
         m, p = r.method, r.path
+        if (m, p) == ("GET", "/cloudservers/flavors"):
+            zone = r.query.get("availability_zone", "")
+            offered = [f for f in self.flavors if zone in f["os_extra_specs"]["cond:operation:az"]]
+            return 200, {"flavors": offered}
         if (m, p) == ("GET", "/cloudservers/detail"):
             wanted = r.query.get("name", "")
             items = [self._server_view(s) for s in self.servers.values() if wanted in s.data["name"]]
