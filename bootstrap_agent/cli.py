@@ -59,8 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     set_ = config_commands.add_parser("set", help="set KEY to VALUE (JSON, else a string; null removes it)")
     set_.add_argument("key")
     set_.add_argument("value")
-    for sub in (get, set_):
+    migrate = config_commands.add_parser(
+        "migrate", help="give the tree the node/operator ACLs (also repairs ACLs that drifted); needs the operator's")
+    for sub in (get, set_, migrate):
         _cluster_access(sub)
+    for sub in (set_, migrate):
+        sub.add_argument("--operator-secret-file", type=Path, required=sub is migrate, metavar="FILE",
+                         help="the operator credential: a 0600 file with the secret, or provision-min's state file")
 
     render = commands.add_parser("render", help="write the files a node would install under --out; no services")
     render.add_argument("--user-data", required=True, type=Path)
@@ -246,14 +251,14 @@ def _cluster_settings(args: argparse.Namespace) -> tuple[Any, Any]:
     return validate(document), document
 
 
-def _connect(settings: Any, timeout: float) -> Any:
+def _connect(settings: Any, timeout: float, operator: str | None = None) -> Any:
     from bootstrap_agent import logs
     from bootstrap_agent.cluster import ClusterStore, ClusterUnavailable
     from bootstrap_agent.zk.paths import ensemble
 
     logs.register_secrets(*settings.secrets(), source="user-data")
     store = ClusterStore(ensemble(settings.masters), settings.cluster, settings.secret,
-                         on_event=lambda kind, detail: None, log=logs.get())
+                         on_event=lambda kind, detail: None, log=logs.get(), operator_secret=operator)
     store.start()
     if not store.wait_connected(timeout):
         store.stop()
@@ -263,13 +268,15 @@ def _connect(settings: Any, timeout: float) -> Any:
 
 def _with_cluster(args: argparse.Namespace, action: Callable[[Any, Any, Any], int]) -> int:
     """Connect with this cluster's secret, run ``action(settings, document, store)``, always disconnect."""
-    from bootstrap_agent.cluster import ClusterUnavailable, ConfigConflict
+    from bootstrap_agent import operator_secret
+    from bootstrap_agent.cluster import ClusterUnavailable, ConfigConflict, NotAuthorized
     from bootstrap_agent.errors import InvalidInput
 
     _configure_logs(args)  # ZooKeeper's own complaints only with --verbose: the result is one line
     try:
         settings, document = _cluster_settings(args)
-        store = _connect(settings, args.timeout)
+        operator_file = getattr(args, "operator_secret_file", None)
+        store = _connect(settings, args.timeout, operator_secret.read(operator_file) if operator_file else None)
     except OSError as exc:
         return _fail(f"cannot read {exc.filename}: {exc.strerror}", EXIT_INVALID)
     except InvalidInput as exc:
@@ -278,6 +285,9 @@ def _with_cluster(args: argparse.Namespace, action: Callable[[Any, Any, Any], in
         return _fail(str(exc), EXIT_FAILED)
     try:
         return action(settings, document, store)
+    except NotAuthorized as exc:  # the node credential asked for the operator's rights: a refusal, not an outage
+        return _fail(f"refused, nothing changed: {exc} (the run-time config and the ACLs need the operator "
+                     "credential: --operator-secret-file FILE)", EXIT_INVALID)
     except ConfigConflict as exc:  # someone else changed the config first: nothing written, read again
         return _fail(str(exc), EXIT_FAILED)
     except ClusterUnavailable as exc:
@@ -289,23 +299,31 @@ def _with_cluster(args: argparse.Namespace, action: Callable[[Any, Any, Any], in
 def cmd_config(args: argparse.Namespace) -> int:
     from bootstrap_agent.errors import InvalidInput
     from bootstrap_agent.schema import check_override_key, validate, with_overrides
+    from bootstrap_agent.schema.runtime import runtime_leaves
 
+    value: Any = None
     if args.config_command == "set":
         try:
+            value = json.loads(args.value)
+        except ValueError:
+            value = args.value
+        try:
             check_override_key(args.key)
+            if value is not None:  # null only removes an override: always allowed, it narrows the config
+                runtime_leaves({args.key: value})
         except InvalidInput as exc:
             return _fail(f"refused, nothing changed: {exc}", EXIT_INVALID)
 
     def action(settings: Any, document: Any, store: Any) -> int:
+        if args.config_command == "migrate":  # the operator's ACLs on every znode of the tree (idempotent)
+            store.ensure_tree()
+            print(f"{store.paths.base}: node and operator credentials in place")
+            return EXIT_OK
         overrides, version = store.read_config()
         if args.config_command == "get":
             print(json.dumps(overrides.get(args.key) if args.key else overrides, indent=None if args.key else 2,
                              sort_keys=True))
             return EXIT_OK
-        try:
-            value = json.loads(args.value)
-        except ValueError:
-            value = args.value
         changed = {k: v for k, v in overrides.items() if k != args.key}
         if value is not None:
             changed[args.key] = value

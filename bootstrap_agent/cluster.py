@@ -1,7 +1,8 @@
 """The agent's ZooKeeper store: one session composing the recipes of ``bootstrap_agent.zk``, and one worker.
 
-Layout (every znode at and below ``/bootstrap-agent/<cluster>`` carries ONLY the digest ACL derived from the
-cluster secret; ``/bootstrap-agent`` itself is open so that it can hold more than one cluster)::
+Layout (every znode at and below ``/bootstrap-agent/<cluster>`` carries ONLY digest ACLs: the cluster secret's
+before the split, the node and operator credentials' after it, ``zk.acls``; ``/bootstrap-agent`` itself is open
+so that it can hold more than one cluster)::
 
     /bootstrap-agent/<cluster>/nodes/<instance uuid>   ephemeral member JSON (every node)
     /bootstrap-agent/<cluster>/masters/<master ip>     ephemeral member JSON (masters only), so agents watch
@@ -28,7 +29,7 @@ from typing import Any, Protocol
 from bootstrap_agent import logs
 from bootstrap_agent.member import Member, private_ipv4
 from bootstrap_agent.zk.config import ClusterConfig
-from bootstrap_agent.zk.errors import ClusterUnavailable, ConfigConflict, ConfigInvalid
+from bootstrap_agent.zk.errors import ClusterUnavailable, ConfigConflict, ConfigInvalid, NotAuthorized
 from bootstrap_agent.zk.lock import RestartLock
 from bootstrap_agent.zk.paths import AUTH_USER, ROOT, ClusterPaths
 from bootstrap_agent.zk.peers import PeerReader
@@ -39,7 +40,7 @@ from bootstrap_agent.zk.watches import WatchTable
 
 __all__ = [
     "AUTH_USER", "ROOT", "ClusterConfig", "ClusterPaths", "ClusterStore", "ClusterUnavailable", "ConfigConflict",
-    "ConfigInvalid", "Store",
+    "ConfigInvalid", "NotAuthorized", "Store",
 ]
 
 
@@ -83,6 +84,9 @@ class ClusterStore:
         log: Any = None,
         ip_ok: Callable[[str], bool] = private_ipv4,
         reconnect_max_delay: float = 2.0,
+        operator_secret: str | None = None,
+        masters: Sequence[str] | None = None,
+        operator_acl_id: str | None = None,
     ) -> None:
         self.hosts = hosts
         self.paths = ClusterPaths(cluster)
@@ -92,7 +96,8 @@ class ClusterStore:
         self._on_event = on_event
         self.session = Session(hosts, self.paths, secret, call_timeout=call_timeout,
                                session_timeout=session_timeout, log=self.log,
-                               reconnect_max_delay=reconnect_max_delay, on_state=self._on_state)
+                               reconnect_max_delay=reconnect_max_delay, on_state=self._on_state,
+                               operator_secret=operator_secret, masters=masters, operator_acl_id=operator_acl_id)
         self.registration = Registration(self.session)
         self.peers = PeerReader(self.session, ip_ok)
         self.watches = WatchTable(self.session)

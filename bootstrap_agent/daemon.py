@@ -25,6 +25,7 @@ from typing import Any
 from bootstrap_agent import logs
 from bootstrap_agent.apply import apply
 from bootstrap_agent.cluster import ClusterStore, ClusterUnavailable, Store
+from bootstrap_agent.conceal import concealment_problem
 from bootstrap_agent.desired import Peers
 from bootstrap_agent.errors import InvalidInput, SourceUnavailable
 from bootstrap_agent.facts import Facts
@@ -71,6 +72,7 @@ class Daemon:
         self.peers = Peers()
         self.ready_sent = False
         self.reconciles = 0
+        self.conceal_logged = False  # metadata_not_concealed is logged when it starts, not every pass
 
     # --- events ----------------------------------------------------------------------------------------------
     def enqueue(self, kind: str, detail: str = "") -> None:
@@ -178,6 +180,7 @@ class Daemon:
                         restart_guard=guard)
         if outcome.reason:
             problems.append(outcome.reason)
+        self._check_concealment(problems)
         state = "ready" if outcome.exit_code == 0 and not problems else "degraded"
         save_status(self.state, settings, self.facts.ip, self.inputs.fetched.source,
                     Outcome(outcome.exit_code, state, "; ".join(problems), outcome.services), self.log)
@@ -188,6 +191,15 @@ class Daemon:
         self.log.info("reconciled", reasons=sorted(kinds), events=events, state=state,
                       seconds=round(time.monotonic() - started, 3), reconciles=self.reconciles)
         return outcome
+
+    def _check_concealment(self, problems: list[str]) -> None:
+        """A node whose metadata is open to every uid is degraded (bootstrap_agent/conceal.py); logged once."""
+        problem = concealment_problem(self.layout)
+        if problem:
+            problems.append(problem)
+            if not self.conceal_logged:
+                self.log.error("metadata_not_concealed", reason=problem)
+        self.conceal_logged = bool(problem)
 
     def _refresh_inputs(self, problems: list[str]) -> None:
         try:
@@ -240,6 +252,7 @@ class Daemon:
         self.store = ClusterStore(
             ensemble(settings.masters), settings.cluster, settings.secret, on_event=self.enqueue, log=self.log,
             call_timeout=self.options.zk_call_timeout, session_timeout=self.options.zk_session_timeout,
+            operator_acl_id=settings.operator_acl_id,
         )
         self.store.start()
         if settings.role == "agent":

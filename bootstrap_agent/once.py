@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from bootstrap_agent.apply import apply
+from bootstrap_agent.conceal import concealment_problem
 from bootstrap_agent.desired import Peers
 from bootstrap_agent.errors import InvalidInput, SourceUnavailable
 from bootstrap_agent.inputs import Options, commit_inputs, node_facts, read_inputs
@@ -40,5 +41,11 @@ def run_once(options: Options, log: Any) -> Outcome:
     commit_inputs(state, inputs, facts, log)
     manager = make_manager(options.service_manager, layout)
     outcome = apply(desired, layout, manager, state, options.start_timeout, log)
+    problem = concealment_problem(layout)
+    if problem:  # the services run, but every uid can read the node's secrets: say so (exit code unchanged)
+        log.error("metadata_not_concealed", reason=problem)
+        state_name = "degraded" if outcome.state == "ready" else outcome.state
+        outcome = Outcome(outcome.exit_code, state_name, "; ".join(filter(None, [outcome.reason, problem])),
+                          outcome.services)
     save_status(state, settings, facts.ip, inputs.fetched.source, outcome, log)
     return outcome

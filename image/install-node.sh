@@ -15,8 +15,11 @@
 #   * Java (OpenJDK 17) and Debian's ZooKeeper; Mesos and Alluxio from MESOS_DEB / ALLUXIO_TARBALL, Docker
 #     (docker.io), Spark, Zeppelin and Jenkins (SPARK_TARBALL, ZEPPELIN_TARBALL, JENKINS_WAR), or the
 #     stand-ins of all of them (STANDINS=yes); the users zeppelin and jenkins
-#   * enabled: nginx and bootstrap-agent only; the agent enables its role's units itself (docker.service and
-#     docker.socket included: they stay disabled)
+#   * metadata concealment: an nftables table (bootstrap-agent-conceal.service, loaded before the network, Docker
+#     and Mesos at every boot) lets only root (and nginx's www-data, the cache's upstream) reach 169.254.169.254
+#     and only root the cache on 127.0.0.1:80; nothing is forwarded to 169.254.169.254 (bridge containers)
+#   * enabled: nginx, bootstrap-agent and bootstrap-agent-conceal only; the agent enables its role's units
+#     itself (docker.service and docker.socket included: they stay disabled)
 #   * no machine-id, no ssh host keys, no authorized_keys (the build's key pair), no agent state, no cached user-data
 #   * a time sync daemon (systemd-timesyncd, unless chrony/ntp is there): OBS refuses requests signed by a clock
 #     that is 15 minutes off; NTP_SERVERS (optional) names the servers it asks
@@ -68,7 +71,8 @@ readonly UNIT_DEST=/etc/systemd/system
 readonly MANAGED_UNITS=(zookeeper mesos-master mesos-agent alluxio-master alluxio-worker alluxio-proxy docker
     spark-shuffle zeppelin jenkins)
 readonly TOOL_USERS=(zeppelin jenkins)
-readonly ENABLED_UNITS=(nginx bootstrap-agent)
+readonly ENABLED_UNITS=(nginx bootstrap-agent bootstrap-agent-conceal)
+readonly CONCEAL_RULES=/etc/bootstrap-agent/conceal.nft
 readonly CACHE_CONF=/etc/nginx/conf.d/bootstrap-agent-metadata-cache.conf
 readonly NGINX_CACHE_DIR=/var/cache/nginx
 readonly STANDIN_ENV=/etc/default/bootstrap-agent-standins
@@ -120,7 +124,7 @@ is_url() { [[ "$1" =~ ^https?:// ]]; }
 packages() {
     # Java 17 runs Debian's ZooKeeper 3.8 (Alluxio gets a Java 11 of its own: ALLUXIO_JAVA); python3-venv carries the pip that installs the agent; libnss-myhostname answers the node's own
     # name without DNS (else the first lookups stall).
-    local list=(nginx python3-venv openjdk-17-jre-headless zookeeper libnss-myhostname procps systemd-timesyncd)
+    local list=(nginx python3-venv openjdk-17-jre-headless zookeeper libnss-myhostname procps systemd-timesyncd nftables)
     if [[ "$STANDINS" == no ]]; then
         # With stand-ins the project's dockerd stand-in runs instead. apparmor: on a kernel with AppArmor on,
         # dockerd gives every container its docker-default profile and needs apparmor_parser to load it.
@@ -479,6 +483,19 @@ configure_nginx() {
     nginx -t -q
 }
 
+configure_concealment() {
+    # The rules come from the agent itself (bootstrap_agent.conceal), the same text the tests load and the
+    # agent checks for; Debian's own nftables.service stays disabled (its /etc/nftables.conf flushes the whole
+    # ruleset, Docker's chains included).
+    install -d -m 0755 "$(dirname "$CONCEAL_RULES")"
+    "$VENV/bin/python" -c \
+        'import sys; from bootstrap_agent.conceal import render_conceal_ruleset as r; sys.stdout.write(r())' \
+        >"$CONCEAL_RULES.tmp"
+    chmod 0644 "$CONCEAL_RULES.tmp"
+    mv -f "$CONCEAL_RULES.tmp" "$CONCEAL_RULES"
+    nft -c -f "$CONCEAL_RULES" 2>/dev/null || log "nft -c cannot check $CONCEAL_RULES here (no CAP_NET_ADMIN?)"
+}
+
 configure_time_sync() {
     if [[ -n "$NTP_SERVERS" ]]; then
         install -d -m 0755 "$(dirname "$TIMESYNC_CONF")"
@@ -643,6 +660,7 @@ main() {
     install_units
     configure_cgroup_boot
     configure_nginx
+    configure_concealment
     enable_units
     configure_time_sync
     write_manifest

@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--yes", "-y", action="store_true",
                       help="remove without asking (for scripts; without a terminal down refuses otherwise)")
     down.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    for sub in (plan, up, status, scale, down):
+    migrate = commands.add_parser(
+        "migrate-credentials", help="split a single-secret cluster's ZooKeeper rights: node and operator credentials")
+    for sub in (plan, up, status, scale, down, migrate):
         _common(sub)
     image = commands.add_parser("image", help="the node image: image build")
     image_commands = image.add_subparsers(dest="image_command", required=True, metavar="COMMAND")
@@ -131,6 +133,12 @@ def _run(args: argparse.Namespace, env: dict[str, str] | None, poller: Poller | 
         from provision_min.scale import check_count
 
         check_count(config, args.count)  # before credentials: a wrong N costs nothing
+    if args.command == "migrate-credentials":  # no cloud API: the state file, and ZooKeeper where reachable
+        from provision_min import migrate_credentials, state
+
+        if args.cloud == LOCAL:
+            return migrate_credentials.on_local(config, sys.stdout)
+        return migrate_credentials.on_otc(config, args.state or state.default_path(config), sys.stdout)
     confirm = Confirmation(getattr(args, "yes", False))
     if args.command == "down":
         confirm.check_possible(config.cluster)  # no terminal and no --yes: refused before any call

@@ -91,14 +91,15 @@ class ClusterConfig:
         """Fixed master addresses: network address + 10, + 11, ... (192.168.0.0/24 -> .10, .11, .12)."""
         return master_ips(self.subnet_cidr, self.masters)
 
-    def user_data(self, role: str, secret: str, dashboard: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def user_data(self, role: str, secret: str, dashboard: Mapping[str, Any] | None = None,
+                  operator_acl_id: str | None = None) -> dict[str, Any]:
         """The validated schema-1 user-data of ``role`` (``master`` or ``agent``) with ``secret``; a master's
-        ``dashboard`` section is the given one, else the cluster file's."""
+        ``dashboard`` section is the given one, else the cluster file's; ``operator_acl_id`` masters only."""
         if dashboard is None and role == "master":
             dashboard = self.dashboard
         return userdata.build(
             cluster=self.cluster, role=role, masters=self.master_ips, secret=secret, mesos=self.mesos,
-            alluxio=self.alluxio, credentials=self.credentials, dashboard=dashboard,
+            alluxio=self.alluxio, credentials=self.credentials, dashboard=dashboard, operator_acl_id=operator_acl_id,
         )
 
 
@@ -254,8 +255,8 @@ def parse(document: Any, path: Path, env: Mapping[str, str] | None = None) -> Cl
         dashboard=dashboard_login.check_section(document.get("dashboard")),
     )
     # Both roles' user-data must pass the agent's validation (and its 32 KB limit) with a secret of real size.
-    for role in ("master", "agent"):
-        config.user_data(role, userdata.PLACEHOLDER_SECRET)
+    config.user_data("master", userdata.PLACEHOLDER_SECRET, operator_acl_id=userdata.PLACEHOLDER_OPERATOR_ACL_ID)
+    config.user_data("agent", userdata.PLACEHOLDER_SECRET)
     return config
 
 

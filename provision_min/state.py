@@ -14,6 +14,7 @@ changing ``masters`` or ``subnet_cidr`` under a running cluster would hand new n
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import secrets
 import time
@@ -41,6 +42,9 @@ class ClusterState:
     dashboard_user: str = "admin"
     dashboard_password: str = field(default="", repr=False)
     dashboard_password_hash: str = field(default="", repr=False)
+    # The operator credential (ZooKeeper digest ``bootstrap-operator``): the only one that may change the run-time
+    # config and the ACLs; never in user-data. "" in a state file written before it (``migrate-credentials``).
+    operator_secret: str = field(default="", repr=False)
 
 
 def default_path(config: ClusterConfig) -> Path:
@@ -57,7 +61,8 @@ def load(path: Path, config: ClusterConfig) -> ClusterState | None:
         data = json.loads(raw)
         state = ClusterState(str(data["cluster"]), str(data["secret"]), tuple(str(ip) for ip in data["masters"]),
                              _tls_pair(data), str(data.get("dashboard_user", "admin")),
-                             str(data.get("dashboard_password", "")), str(data.get("dashboard_password_hash", "")))
+                             str(data.get("dashboard_password", "")), str(data.get("dashboard_password_hash", "")),
+                             str(data.get("operator_secret", "")))
     except (ValueError, KeyError, TypeError):
         raise InputError(f"{path}: not a provision-min state file (restore it from a backup or remove it)") from None
     if state.cluster != config.cluster:
@@ -77,7 +82,7 @@ def create(path: Path, config: ClusterConfig) -> ClusterState:
     password, password_hash = dashboard.generate() if dashboard.needs_password(config.dashboard) else ("", "")
     state = ClusterState(config.cluster, secrets.token_urlsafe(32), config.master_ips,
                          dashboard_tls.make_pair(config.cluster, config.master_ips),
-                         dashboard.user_of(config.dashboard), password, password_hash)
+                         dashboard.user_of(config.dashboard), password, password_hash, secrets.token_urlsafe(32))
     record = {
         "version": STATE_VERSION,
         "cluster": state.cluster,
@@ -88,10 +93,25 @@ def create(path: Path, config: ClusterConfig) -> ClusterState:
         "dashboard_user": state.dashboard_user,
         "dashboard_password": state.dashboard_password,
         "dashboard_password_hash": state.dashboard_password_hash,
+        "operator_secret": state.operator_secret,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_private(path, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
     return state
+
+
+def add_operator_secret(path: Path, config: ClusterConfig) -> tuple[ClusterState, bool]:
+    """Give an older state file its operator credential (kept as it is when it has one); True when added.
+    Everything else in the file stays as it was."""
+    state = load(path, config)
+    if state is None:
+        raise InputError(f"{path}: no state file: the cluster was not created from here (give --state FILE)")
+    if state.operator_secret:
+        return state, False
+    record = json.loads(read_private(path) or b"{}")
+    record["operator_secret"] = secrets.token_urlsafe(32)
+    write_private(path, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
+    return dataclasses.replace(state, operator_secret=record["operator_secret"]), True
 
 
 def _tls_pair(data: dict[str, Any]) -> tuple[str, str] | None:

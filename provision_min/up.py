@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap_agent import logs
+from bootstrap_agent.zk import acls
 from provision_min import dashboard, obs, state
 from provision_min.config import ClusterConfig
 from provision_min.discover import Observed, check_conflicts, discover
@@ -21,7 +22,7 @@ from provision_min.otc import OtcClient
 from provision_min.plan import Call, Step, plan_up
 from provision_min.runner import Runner
 from provision_min.topology import Topology, topology
-from provision_min.userdata import PLACEHOLDER_SECRET
+from provision_min.userdata import PLACEHOLDER_OPERATOR_ACL_ID, PLACEHOLDER_SECRET
 from provision_min.wait import Poller
 
 
@@ -36,9 +37,19 @@ class UpResult:
 
 def documents(config: ClusterConfig, secret: str,
               current: state.ClusterState | None = None) -> dict[str, dict[str, Any]]:
-    """Both roles' user-data; the masters' carries the dashboard section made from the state file."""
-    return {"master": config.user_data("master", secret, master_dashboard(config, current)),
+    """Both roles' user-data; the masters' carries the dashboard section made from the state file and the
+    operator credential's digest id (a new cluster's tree starts split; none for a state file without one)."""
+    return {"master": config.user_data("master", secret, master_dashboard(config, current),
+                                       operator_acl_id(current)),
             "agent": config.user_data("agent", secret)}
+
+
+def operator_acl_id(current: state.ClusterState | None) -> str | None:
+    """What the masters' user-data names of the operator credential: its digest id, never the password (a
+    placeholder of the real size before ``up`` has made it)."""
+    if current is None:
+        return PLACEHOLDER_OPERATOR_ACL_ID
+    return acls.operator_id(current.operator_secret) if current.operator_secret else None
 
 
 def master_dashboard(config: ClusterConfig, current: state.ClusterState | None) -> dict[str, Any] | None:

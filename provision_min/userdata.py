@@ -21,10 +21,13 @@ from provision_min.errors import InputError
 MASK = "***"
 # Keys whose values are secrets inside a user-data document (the S3 key id too: it names the keys' owner; the
 # dashboard's TLS key).
-SECRET_KEYS = frozenset({"secret", "secret_access_key", "access_key_id", "tls_key"})
+# The operator credential's digest id too: it cannot authenticate, but it is a hash of the password.
+SECRET_KEYS = frozenset({"secret", "secret_access_key", "access_key_id", "tls_key", "operator_acl_id"})
 # What ``plan`` and the checks use before ``up`` has generated the real secret: as long as a real one
 # (secrets.token_urlsafe(32) is 43 characters), so the size check sees the real size.
 PLACEHOLDER_SECRET = "placeholder-secret-generated-on-first-up-00"
+# The masters' ``operator_acl_id`` before ``up`` has made the operator credential (a digest id's real size).
+PLACEHOLDER_OPERATOR_ACL_ID = "bootstrap-operator:" + "A" * 27 + "="
 
 
 def build(
@@ -37,6 +40,7 @@ def build(
     alluxio: Mapping[str, Any] | None,
     credentials: Mapping[str, Any] | None,
     dashboard: Mapping[str, Any] | None = None,
+    operator_acl_id: str | None = None,
 ) -> dict[str, Any]:
     """The schema-1 user-data of one role, validated; ``InputError`` naming the field when the node would refuse it."""
     document: dict[str, Any] = {
@@ -53,6 +57,8 @@ def build(
         document["credentials"] = copy.deepcopy(dict(credentials))
     if dashboard is not None:
         document["dashboard"] = copy.deepcopy(dict(dashboard))
+    if operator_acl_id is not None:
+        document["operator_acl_id"] = operator_acl_id
     raw = encode_json(document)
     try:
         parse_user_data(raw)

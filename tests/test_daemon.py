@@ -244,6 +244,34 @@ def test_config_change_restarts_agents_one_at_a_time(cluster: Callable[..., Daem
         assert end <= start, f"{a} and {b} restarted at the same time: {intervals}"
 
 
+def test_a_config_with_a_refused_key_written_into_zookeeper_changes_nothing(cluster: Callable[..., DaemonNode]) -> None:
+    """A config that bypasses `config set` with a flag root's Mesos would execute from: every daemon keeps its
+    last good settings and says which key it refused (the run-time allow-list, issue 14)."""
+    from kazoo.security import make_acl
+
+    net = cluster.net  # type: ignore[attr-defined]
+    start_master(cluster)
+    agent = cluster("agent", AGENT_IPS[0]).start()
+    agent.wait_for("ready", lambda: agent.status().get("state") == "ready")
+    flags = agent.root / "etc/default/mesos-agent"
+    before = flags.read_text()
+
+    def plant(client: KazooClient) -> None:
+        data = json.dumps({"mesos.agent_flags": {"launcher_dir": "/tmp/evil"}, "mesos.attributes.rack": "r9"})
+        if client.exists(f"{BASE}/config"):
+            client.set(f"{BASE}/config", data.encode())
+        else:
+            client.create(f"{BASE}/config", data.encode(), acl=[make_acl("auth", "", all=True)])
+
+    zk(net, plant)
+    agent.wait_for("the config refused", lambda: agent.events("config_invalid"), timeout=30)
+    assert agent.events("config_invalid")[0]["field"] == "mesos.agent_flags.launcher_dir"
+    agent.wait_for("degraded, naming the key", lambda: agent.status().get("state") == "degraded")
+    assert "mesos.agent_flags.launcher_dir" in agent.status()["reason"]
+    assert flags.read_text() == before and "/tmp/evil" not in before and "r9" not in before
+    assert not agent.events("unit_restarted")
+
+
 def test_sighup_rereads_user_data(cluster: Callable[..., DaemonNode]) -> None:
     start_master(cluster)
     agent = cluster("agent", AGENT_IPS[0]).start(tick=600)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from pathlib import Path
@@ -40,8 +41,13 @@ def test_the_tick_is_not_starved_by_a_steady_stream_of_events(tmp_path: Path) ->
         stop.set()
 
     feeder = threading.Thread(target=events)
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     feeder.start()
-    assert daemon.run() == 0
+    try:
+        assert daemon.run() == 0  # installs the daemon's handlers in this process: put pytest's back after
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
     feeder.join(5)
     ticks = [kinds for kinds in daemon.passes if "tick" in kinds]
     assert len(daemon.passes) >= 8, daemon.passes  # the events did arrive in many passes

@@ -84,6 +84,7 @@ def test_packages() -> None:
     assert "curl" in real
     assert {"docker.io", "apparmor"} <= set(real), "docker.io's containers need apparmor_parser on AppArmor kernels"
     assert "apparmor" not in standins and "systemd-timesyncd" in standins and "systemd-timesyncd" in real
+    assert "nftables" in standins and "nftables" in real  # bootstrap-agent-conceal.service loads its rules
 
 
 # -- recipes and the cache ---------------------------------------------------------------------------------------
@@ -145,6 +146,8 @@ def test_only_nginx_and_the_agent_are_enabled(node_image: Any) -> None:
     root = node_image.path
     assert is_enabled(root, "nginx") == "enabled"
     assert is_enabled(root, "bootstrap-agent") == "enabled"
+    assert is_enabled(root, "bootstrap-agent-conceal") == "enabled"  # the metadata concealment, every boot
+    assert (root / "etc/bootstrap-agent/conceal.nft").is_file()
     for unit in MANAGED:
         assert is_enabled(root, unit) == "disabled", unit
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.local_cloud import S3_SECRET, LocalCloud, by_name, inside, ready_names
+from tests.support.local_cloud import S3_SECRET, LocalCloud, by_name, inside, ready_names, torn_down
 from tests.support.netns import https_get
 from tests.support.waiting import wait_for
 
@@ -32,14 +32,8 @@ pytestmark = pytest.mark.usefixtures("containers_required")
 
 @pytest.fixture
 def local_cloud(tmp_path: Path) -> Iterator[LocalCloud]:
-    cloud = LocalCloud(tmp_path, f"e2e-{os.getpid()}")
-    try:
+    with torn_down(LocalCloud(tmp_path, f"e2e-{os.getpid()}")) as cloud:
         yield cloud
-    finally:
-        result = cloud.run("down", "--yes", timeout=300)
-        left = cloud.leftovers()
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert left == [], left
 
 
 _GET = ("import json, sys, urllib.request as u\n"

@@ -37,7 +37,9 @@ EXERCISED: dict[str, str] = {
     "provision-min status --config": OTC + "test_status_shows_what_exists",
     "provision-min down --config": OTC + "test_down_removes_everything_in_reverse_order_and_waits_for_the_instances",
     "provision-min --version": "tests/test_provision_cli.py::test_both_clis_tell_their_version",
-    "bootstrap-agent config set": "tests/test_daemon.py::test_config_change_restarts_agents_one_at_a_time",
+    "provision-min migrate-credentials --config":
+        "tests/test_provision_credentials.py::test_migrate_credentials_adds_the_operator_credential_to_an_older_state_file",
+    "bootstrap-agent config set": "tests/test_daemon_credentials.py::test_config_set_needs_the_operator_credential",
     "bootstrap-agent config get": "tests/test_daemon.py::test_config_change_restarts_agents_one_at_a_time",
     "bootstrap-agent status": "tests/test_once.py::test_master_configures_itself_and_runs_its_services",
 }

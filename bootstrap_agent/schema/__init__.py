@@ -56,6 +56,7 @@ PRIVATE_NETWORKS = tuple(
     ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 )
 MIN_SECRET_LENGTH = 16
+OPERATOR_ACL_ID = re.compile(r"bootstrap-operator:[A-Za-z0-9+/]{27}=\Z")
 
 
 def parse_user_data(raw: bytes | str) -> Settings:
@@ -81,6 +82,7 @@ def validate(document: Any) -> Settings:
     secret = read_string(required(top, "secret", ""), "secret")
     if len(secret) < MIN_SECRET_LENGTH:
         raise InvalidInput("secret", f"must be at least {MIN_SECRET_LENGTH} characters")
+    operator_acl_id = _operator_acl_id(top.get("operator_acl_id"), role)
     mesos = parse_mesos(top.get("mesos", {}))
     alluxio = parse_alluxio(top["alluxio"]) if "alluxio" in top else None
     credentials = parse_credentials(top["credentials"]) if "credentials" in top else None
@@ -106,7 +108,20 @@ def validate(document: Any) -> Settings:
         spark=spark,
         zeppelin=zeppelin,
         jenkins=jenkins,
+        operator_acl_id=operator_acl_id,
     )
+
+
+def _operator_acl_id(value: Any, role: str) -> str | None:
+    """The operator credential's digest id (``bootstrap-operator:`` and base64 of a SHA-1): with it a master
+    creates a new cluster's tree already split; an agent never needs it, so it is refused there."""
+    if value is None:
+        return None
+    if role != "master":
+        raise InvalidInput("operator_acl_id", "only a master's user-data may carry it")
+    if not isinstance(value, str) or not OPERATOR_ACL_ID.match(value):
+        raise InvalidInput("operator_acl_id", "must be a ZooKeeper digest id 'bootstrap-operator:<base64 SHA-1>'")
+    return value
 
 
 def _check_alluxio(alluxio: AlluxioSettings, masters: int, credentials: Credentials | None) -> None:

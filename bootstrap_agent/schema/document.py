@@ -9,17 +9,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from bootstrap_agent.errors import InvalidInput
+from bootstrap_agent.schema.runtime import runtime_leaves
 
 SCHEMA_VERSION = 1
 MAX_USER_DATA_BYTES = 32 * 1024  # OTC's limit before base64; anything larger never came from a real cloud
 
 TOP_KEYS = frozenset({
     "schema", "cluster", "role", "masters", "secret", "mesos", "alluxio", "credentials", "dashboard", "spark",
-    "zeppelin", "jenkins",
+    "zeppelin", "jenkins", "operator_acl_id",
 })
 # Run-time configuration (``bootstrap-agent config set``) may change how the cluster runs, never what it is:
 # its identity and its secrets stay where the provisioner put them.
-FIXED_KEYS = ("schema", "cluster", "role", "masters", "secret", "credentials")
+FIXED_KEYS = ("schema", "cluster", "role", "masters", "secret", "credentials", "operator_acl_id")
 
 
 def decode_user_data(raw: bytes | str) -> Any:
@@ -61,20 +62,21 @@ def check_override_key(key: str) -> list[str]:
 
 
 def with_overrides(document: Any, overrides: Mapping[str, Any]) -> Any:
-    """``document`` with every dotted override applied (``None`` removes the key); the caller validates."""
+    """``document`` with every run-time override applied, each key on the allow-list (``runtime``) and spread
+    into the keys it names; ``InvalidInput`` names the first refused key. The caller validates the result."""
+    for key in overrides:
+        check_override_key(key)  # fixed and unknown keys say so first
+    leaves = runtime_leaves(overrides)
     if not isinstance(document, dict):
         return document
     result = copy.deepcopy(document)
-    for key in sorted(overrides):
-        parts = check_override_key(key)
+    for key in sorted(leaves):
+        parts = key.split(".")
         node = result
         for part in parts[:-1]:
             child = node.get(part)
             if not isinstance(child, dict):
                 child = node[part] = {}
             node = child
-        if overrides[key] is None:
-            node.pop(parts[-1], None)
-        else:
-            node[parts[-1]] = overrides[key]
+        node[parts[-1]] = leaves[key]
     return result

@@ -85,11 +85,13 @@ class Settings:
     spark: SparkSettings = SparkSettings()
     zeppelin: ToolSettings = ToolSettings()
     jenkins: ToolSettings = ToolSettings()
+    # the operator credential's ZooKeeper digest id (masters only): a new cluster's tree is created split
+    operator_acl_id: str | None = field(default=None, repr=False)
 
     def secrets(self) -> tuple[str, ...]:
         """Every value that must never reach a log line or a world-readable file."""
         values = [self.secret]
         if self.credentials and self.credentials.secret_access_key:
             values.append(self.credentials.secret_access_key)
-        values.extend(v for v in (self.dashboard.password_hash, self.dashboard.tls_key) if v)
+        values.extend(v for v in (self.dashboard.password_hash, self.dashboard.tls_key, self.operator_acl_id) if v)
         return tuple(values)

@@ -75,7 +75,7 @@ class ClusterConfig:
             except NoNodeError:
                 pass
             try:
-                session.wait(client.create_async(path, data, acl=[session.acl]), deadline, "set_config",
+                session.wait(client.create_async(path, data, acl=session.config_acl()), deadline, "set_config",
                              expect=(NodeExistsError, NoNodeError))
                 return 0
             except NoNodeError:
@@ -87,7 +87,7 @@ class ClusterConfig:
     def _create(self, data: bytes, deadline: float) -> int:
         session, path = self._session, self._session.paths.config
         try:
-            session.wait(session.client.create_async(path, data, acl=[session.acl]), deadline, "set_config",
+            session.wait(session.client.create_async(path, data, acl=session.config_acl()), deadline, "set_config",
                          expect=(NodeExistsError,))
         except NodeExistsError:
             raise ConfigConflict(f"{path} was created by someone else meanwhile: nothing written") from None

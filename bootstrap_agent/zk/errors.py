@@ -15,6 +15,11 @@ class ClusterUnavailable(AgentError):
     exit_code = 1
 
 
+class NotAuthorized(ClusterUnavailable):
+    """ZooKeeper refused the call for this credential (``NoAuth``): the node credential writing the config,
+    changing an ACL or another master's znode. Not an outage; a command reports it as a refusal."""
+
+
 class ConfigConflict(AgentError):
     """The config znode changed (or appeared, or vanished) since the version the caller read: nothing written.
 

@@ -71,8 +71,8 @@ class RestartLock:
                 session.ready(deadline, "restart_lock")
                 if node is None:
                     try:
-                        create = client.create_async(f"{self.path}/{prefix}", identifier.encode(), acl=[session.acl],
-                                                     ephemeral=True, sequence=True)
+                        create = client.create_async(f"{self.path}/{prefix}", identifier.encode(),
+                                                     acl=session.member_acl(), ephemeral=True, sequence=True)
                         node = cast(str, session.wait(create, deadline, "restart_lock", expect=(NoNodeError,)))
                     except NoNodeError:
                         create_tree(session, deadline)

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 ROOT = "/bootstrap-agent"
-AUTH_USER = "bootstrap-agent"
+AUTH_USER = "bootstrap-agent"  # the node credential (user-data's secret)
+OPERATOR_USER = "bootstrap-operator"  # the operator credential (provision-min's state file only)
 CLIENT_PORT = 2181  # every master's ZooKeeper, for the nodes and the operators' tools alike
 
 

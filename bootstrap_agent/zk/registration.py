@@ -150,7 +150,9 @@ class Registration:
             session.ready(deadline, "register")
             owner = session.session_id()
             try:
-                create = client.create_async(path, data, acl=[session.acl], ephemeral=True)
+                master_ip = path.rsplit("/", 1)[1] if path.startswith(session.paths.masters + "/") else None
+                acl = session.member_acl(master_ip)
+                create = client.create_async(path, data, acl=acl, ephemeral=True)
                 session.wait(create, deadline, "register", expect=(NodeExistsError, NoNodeError))
                 return "created"
             except NoNodeError:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from kazoo.client import KazooClient
@@ -20,11 +20,12 @@ from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState
 from kazoo.retry import KazooRetry
-from kazoo.security import ACL, make_digest_acl
+from kazoo.security import ACL
 
 from bootstrap_agent import logs
-from bootstrap_agent.zk.errors import ClusterUnavailable
-from bootstrap_agent.zk.paths import AUTH_USER, ClusterPaths
+from bootstrap_agent.zk import acls
+from bootstrap_agent.zk.errors import ClusterUnavailable, NotAuthorized
+from bootstrap_agent.zk.paths import AUTH_USER, OPERATOR_USER, ClusterPaths
 
 
 class _KazooLogBridge(logging.Handler):
@@ -80,15 +81,31 @@ class Session:
         log: Any,
         reconnect_max_delay: float,
         on_state: Callable[[str], None],
+        operator_secret: str | None = None,
+        masters: Sequence[str] | None = None,
+        operator_acl_id: str | None = None,
     ) -> None:
-        if not secret:
+        if not secret or operator_secret == "":
             raise ValueError("the cluster secret must not be empty")
         self.hosts = hosts
+        # the masters' addresses (ZooKeeper's `ip` scheme under masters/): the ensemble's unless given
+        self.masters = tuple(masters or (host.rsplit(":", 1)[0] for host in hosts.split(",")))
         self.paths = paths
         self.call_timeout = call_timeout
         self.log = log
-        logs.register_secrets(secret, source="zookeeper")
-        self.acl: ACL = make_digest_acl(AUTH_USER, secret, all=True)
+        logs.register_secrets(secret, operator_secret, operator_acl_id, source="zookeeper")
+        self.node_id = acls.node_id(secret)
+        self.acl: ACL = acls.legacy(self.node_id)[0]
+        # The operator's digest id when we hold the operator credential (the operator's tools); a node learns
+        # only *whether* the tree is split (ensure_tree: ZooKeeper masks ids to clients without ADMIN).
+        self.operator_id: str | None = acls.operator_id(operator_secret) if operator_secret else None
+        self.split = self.operator_id is not None
+        # A master's user-data names the operator's id (not its password) so that the master creating a new
+        # cluster's tree creates it already split (tree.seed_tree); it grants this session nothing.
+        self.seed_operator_id = operator_acl_id
+        auth = [("digest", f"{AUTH_USER}:{secret}")]
+        if operator_secret:
+            auth.append(("digest", f"{OPERATOR_USER}:{operator_secret}"))
         self.closing = threading.Event()
         self.connected = threading.Event()
         self.started = False
@@ -98,7 +115,7 @@ class Session:
         self.client = KazooClient(
             hosts=hosts,
             timeout=session_timeout,
-            auth_data=[("digest", f"{AUTH_USER}:{secret}")],
+            auth_data=auth,
             default_acl=[self.acl],
             # Unlimited reconnects with a short maximum back-off: ZooKeeper being away is an outage to ride out,
             # never a reason to give up; `interrupt` lets stop() end a back-off sleep at once.
@@ -111,6 +128,16 @@ class Session:
             logger=_kazoo_logger(paths.cluster, log),
         )
         self.client.add_listener(self._on_state)
+
+    def member_acl(self, master_ip: str | None = None) -> list[ACL]:
+        """The ACL of a znode this node creates for itself (``acls.member``)."""
+        return acls.member(self.node_id, self.operator_id, split=self.split, master_ip=master_ip)
+
+    def config_acl(self) -> list[ACL]:
+        """The ACL of ``config`` when it is created: the operator's alone to write once the tree is split."""
+        if self.operator_id is None:  # before the split; after it only the operator may create config
+            return [self.acl]
+        return acls.tree(self.paths, self.node_id, self.operator_id, self.masters)[self.paths.config]
 
     # --- lifecycle ------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -182,8 +209,8 @@ class Session:
         except KazooException as exc:
             name = type(exc).__name__
             if name == "NoAuthError":
-                raise ClusterUnavailable(
-                    f"{what}: not authorized: the cluster secret does not open {self.paths.base}"
+                raise NotAuthorized(
+                    f"{what}: not authorized: this credential may not do that in {self.paths.base}"
                 ) from None
             raise ClusterUnavailable(f"{what}: ZooKeeper {name}") from None
 

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 from provision_min import dashboard
 from provision_min.config import ClusterConfig
 from provision_min.errors import InputError
-from provision_min.local import machine, network
+from provision_min.local import machine, network, subnets
 from provision_min.local.group import ensure_running, new_node, reconcile_group, stop_all
 from provision_min.local.layout import METADATA_IP, CloudState, Names, Paths
 from provision_min.local.metadata_host import metadata_running, start_metadata, stop_metadata
@@ -101,11 +101,15 @@ def _up(config: ClusterConfig, subnet: str | None, out: TextIO, ready_timeout: f
         progress.say(f"node image: {how} ({image.path.name})")
         # the cluster file's login when it gives a hash, else a password of ours (only its hash reaches a master)
         password, password_hash = dashboard.generate() if dashboard.needs_password(config.dashboard) else ("", "")
-        state = CloudState(cluster=config.cluster, subnet=str(chosen), image=str(image.path),
-                           image_digest=image.digest, secret=secrets.token_urlsafe(32),
-                           dashboard_user=dashboard.user_of(config.dashboard), dashboard_password=password,
-                           dashboard_password_hash=password_hash, desired=config.agents.desired)
-        paths.save(state)  # before anything exists: down finds all from here on
+        with subnets.reserving():  # chosen again, and claimed (state, bridge), with no other up in between
+            chosen = pick_subnet(config.cluster, subnet)
+            state = CloudState(cluster=config.cluster, subnet=str(chosen), image=str(image.path),
+                               image_digest=image.digest, secret=secrets.token_urlsafe(32),
+                               operator_secret=secrets.token_urlsafe(32),
+                               dashboard_user=dashboard.user_of(config.dashboard), dashboard_password=password,
+                               dashboard_password_hash=password_hash, desired=config.agents.desired)
+            paths.save(state)  # before anything exists: down finds all from here on
+            network.create(state)
     state.phase = "creating"
     paths.save(state)
     progress.say(f"subnet {state.subnet}: bridge {Names(state.cluster).bridge}, this machine {state.host_ip}, "

@@ -102,6 +102,8 @@ class CloudState:
     image: str  #: the node image (rootfs) every instance boots from: fixed at ``up``, like an AS configuration
     image_digest: str
     secret: str = field(default="", repr=False)  #: the cluster secret (ZooKeeper ACL), in every user-data
+    #: the operator credential (ZooKeeper ACLs and run-time config), never in user-data; "" before the split
+    operator_secret: str = field(default="", repr=False)
     dashboard_user: str = "admin"
     dashboard_password: str = field(default="", repr=False)  #: made at up; only its hash goes to the master
     dashboard_password_hash: str = field(default="", repr=False)

@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+from bootstrap_agent.zk import acls
 from provision_min.config import ClusterConfig
 from provision_min.dashboard import hash_password as hash_password  # re-exported: one hash for every cloud
 from provision_min.dashboard import master_section
@@ -27,9 +28,12 @@ METADATA_MODULE = "provision_min.local.metadata_service"
 
 
 def user_data(config: ClusterConfig, state: CloudState, role: str) -> dict[str, Any]:
-    """The instance's user-data, validated; the dashboard's password hash only where the dashboard is."""
-    dashboard = master_section(config.dashboard, state.dashboard_password_hash) if role == "master" else None
-    return local_config(config, state.network).user_data(role, state.secret, dashboard)
+    """The instance's user-data, validated; the dashboard's password hash and the operator credential's digest id
+    (its tree starts split) only where the dashboard and the tree's creator are: on the masters."""
+    master = role == "master"
+    dashboard = master_section(config.dashboard, state.dashboard_password_hash) if master else None
+    operator = acls.operator_id(state.operator_secret) if master and state.operator_secret else None
+    return local_config(config, state.network).user_data(role, state.secret, dashboard, operator)
 
 
 def meta_data(config: ClusterConfig, node: NodeRecord) -> dict[str, Any]:

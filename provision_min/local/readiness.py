@@ -21,26 +21,41 @@ class NotReady(ProvisionError):
     """Nodes did not become ready in time; the message names them, their last state and where to look."""
 
 
-class _Quiet:
+class QuietLog:
     """A logger for the probing ZooKeeper client: connection refusals while masters boot are expected."""
 
     def __getattr__(self, _name: str) -> Callable[..., None]:
         return lambda *a, **k: None
 
-    def bind(self, **_kw: Any) -> _Quiet:
+    def bind(self, **_kw: Any) -> QuietLog:
         return self
 
 
+def store_of(state: CloudState) -> ClusterStore:
+    """A quiet store of the cluster's ZooKeeper, with the operator credential when the state has one."""
+    return ClusterStore(ensemble([n.ip for n in state.masters()]), state.cluster, state.secret,
+                        on_event=lambda kind, detail: None, log=QuietLog(), call_timeout=3.0,
+                        operator_secret=state.operator_secret or None)
+
+
 @contextlib.contextmanager
-def cluster_view(state: CloudState) -> Iterator[Callable[[], dict[str, Any] | None]]:
-    """A function returning ``{uuid: member}`` from ZooKeeper (None while it cannot be asked)."""
-    masters = [n.ip for n in state.masters()]
-    store = ClusterStore(ensemble(masters), state.cluster, state.secret,
-                         on_event=lambda kind, detail: None, log=_Quiet(), call_timeout=3.0)
+def cluster_view(state: CloudState, *, repair: bool = False) -> Iterator[Callable[[], dict[str, Any] | None]]:
+    """A function returning ``{uuid: member}`` from ZooKeeper (None while it cannot be asked). With ``repair``
+    (``up``, ``scale``) and the operator credential, the tree gets its node/operator ACLs once it can be reached
+    (``bootstrap_agent.zk.tree``: the operator's tools repair, nodes only report drift)."""
+    store = store_of(state)
     store.start()
+    pending = [repair and bool(state.operator_secret)]
+
+    def view() -> dict[str, Any] | None:
+        if pending[0] and store.connected():
+            with contextlib.suppress(ClusterUnavailable):  # asked again on the next poll
+                store.ensure_tree()
+                pending[0] = False
+        return read_members(store)
 
     try:
-        yield lambda: read_members(store)
+        yield view
     finally:
         store.stop()
 
@@ -74,7 +89,7 @@ def wait_ready(paths: Paths, state: CloudState, nodes: Sequence[NodeRecord], pro
     """Until every one of ``nodes`` is a ready member and every one of ``gone`` has left ZooKeeper."""
     started = time.monotonic()
     deadline = started + timeout
-    with cluster_view(state) as view:
+    with cluster_view(state, repair=True) as view:
         while True:
             members = view()
             rows = [node_row(paths, n, members) for n in nodes]

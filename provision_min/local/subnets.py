@@ -5,12 +5,35 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import ipaddress
+import os
+from collections.abc import Iterator
+from pathlib import Path
 
 from provision_min.config import ClusterConfig
 from provision_min.errors import InputError, ProvisionError
 from provision_min.local import network
 from provision_min.local.layout import AUTO_SUBNETS, Paths, state_root
+
+#: machine-wide, whatever the state root: two clusters must never take the same /24 of this machine
+RESERVATION_LOCK = Path("/run/provision-min-local-subnets.lock")
+
+
+@contextlib.contextmanager
+def reserving() -> Iterator[None]:
+    """Hold the machine's subnet reservation while a new cluster picks its /24 and puts its bridge on it.
+
+    A choice is only visible to the next one once the bridge carries this machine's address (or the state file
+    names it, under the same state root), so choosing and claiming happen under one lock: two ``up``s started
+    together (also with different state roots) never pick the same /24. The kernel drops the lock with its
+    holder."""
+    fd = os.open(RESERVATION_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def local_config(config: ClusterConfig, subnet: ipaddress.IPv4Network) -> ClusterConfig:

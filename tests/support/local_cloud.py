@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +94,18 @@ class LocalCloud:
         if (self.state_root / f".{self.cluster}.lock").exists():
             found.append(f"lock file {self.state_root / f'.{self.cluster}.lock'}")
         return found
+
+
+@contextmanager
+def torn_down(cloud: LocalCloud) -> Iterator[LocalCloud]:
+    """The cloud for one test; then ``down`` (also when the test failed) and a check that nothing is left."""
+    try:
+        yield cloud
+    finally:
+        result = cloud.run("down", "--yes", timeout=300)
+        left = cloud.leftovers()
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert left == [], left
 
 
 def by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
