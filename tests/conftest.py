@@ -225,3 +225,15 @@ def test_network() -> Iterator[container.TestNetwork]:
         _containers_cleaned.append(True)
     with container.TestNetwork() as net:
         yield net
+
+
+@pytest.fixture
+def standins(tmp_path: Any) -> Iterator[Any]:
+    """A ``tests.test_standins.Standins`` runner: every stand-in a test starts is stopped at the end."""
+    from tests.test_standins import Standins
+
+    runner = Standins(tmp_path)
+    try:
+        yield runner
+    finally:
+        runner.close()

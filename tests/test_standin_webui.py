@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,16 +13,6 @@ from standins.alluxio_webui import SCRIPT_PATH, web_routes
 from tests.support.waiting import wait_for
 from tests.support.zookeeper import ZooKeeperServer
 from tests.test_standins import LOOPBACK, Standins, free_port, get, mesos_env, start_mesos, stop, wait_listening
-
-
-@pytest.fixture
-def standins(tmp_path: Path) -> Iterator[Standins]:
-    """test_standins' fixture: every stand-in started is stopped at the end."""
-    runner = Standins(tmp_path)
-    try:
-        yield runner
-    finally:
-        runner.close()
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,15 +82,6 @@ class Standins:
                 proc.kill()
             with contextlib.suppress(subprocess.TimeoutExpired, ValueError):
                 proc.communicate(timeout=5)
-
-
-@pytest.fixture
-def standins(tmp_path: Path) -> Iterator[Standins]:
-    runner = Standins(tmp_path)
-    try:
-        yield runner
-    finally:
-        runner.close()
 
 
 def wait_listening(proc: subprocess.Popen[str], *ports: int) -> None:
