@@ -10,6 +10,7 @@ last test runs the real service (pyspark's ``bin/spark-class`` with the unit's c
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import signal
 import socket
@@ -368,21 +369,15 @@ def test_the_key_list_matches_the_installed_spark(tmp_path: Path) -> None:
 
 
 # -- the local image: the real service under the real unit and systemd ----------------------------------------------
-REGISTER_IN_CONTAINER = r"""
-import socket, struct, sys
-name = b"app-20261129-0001"
-body = bytes([4]) + struct.pack(">i", len(name)) + name + struct.pack(">q", 120000)
-header = bytes([3]) + struct.pack(">qi", 7, len(body))
-with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20) as sock:
-    sock.sendall(struct.pack(">q", 8 + len(header) + len(body)) + header + body)
-    data = b""
-    while len(data) < 8 or len(data) < struct.unpack(">q", data[:8])[0]:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-print(data[8], data[9:].decode(errors="replace"))
-"""
+# The same registration, run by the node's own Python inside the container (the tests package is not there).
+REGISTER_IN_CONTAINER = "\n".join([
+    "import socket, struct, sys",
+    f"LOOPBACK = {LOOPBACK!r}",
+    inspect.getsource(register_driver).replace(" -> tuple[int, bytes]", "").replace("port: int", "port")
+    .replace("app: str =", "app ="),
+    "kind, rest = register_driver(int(sys.argv[1]))",
+    "print(kind, rest.decode(errors='replace'))",
+])
 
 
 def todays_unit() -> str:
