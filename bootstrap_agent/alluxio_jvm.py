@@ -32,6 +32,14 @@ ALLUXIO_WORKER_DIRECT = 512 * MiB  # block reads/writes over the network go thro
 ALLUXIO_PROXY_HEAP = 256 * MiB
 ALLUXIO_PROXY_DIRECT = 256 * MiB
 ALLUXIO_PROXY_JVM = ALLUXIO_PROXY_HEAP + ALLUXIO_PROXY_DIRECT  # on masters and agents
+# 2.x's job service (has_job_service): the job worker copies a file to the under-store through its direct buffers;
+# the job master only schedules.
+ALLUXIO_JOB_WORKER_HEAP = 256 * MiB
+ALLUXIO_JOB_WORKER_DIRECT = 128 * MiB
+ALLUXIO_JOB_WORKER_JVM = ALLUXIO_JOB_WORKER_HEAP + ALLUXIO_JOB_WORKER_DIRECT
+ALLUXIO_JOB_MASTER_HEAP = 256 * MiB
+ALLUXIO_JOB_MASTER_DIRECT = 128 * MiB
+ALLUXIO_JOB_MASTER_JVM = ALLUXIO_JOB_MASTER_HEAP + ALLUXIO_JOB_MASTER_DIRECT
 
 # Masters: the OS reserve as on agents, the other daemons, then the Alluxio master's heap from what is left.
 MASTER_RESERVE_MIN = 1 * GiB
@@ -62,6 +70,8 @@ def master_memory(settings: Settings, facts: Facts) -> MasterMemory:
     reserved += ZOOKEEPER_HEAP + MESOS_MASTER_MEMORY
     if settings.alluxio is not None:
         reserved += ALLUXIO_PROXY_JVM + ALLUXIO_MASTER_DIRECT
+        if has_job_service(settings.alluxio.version):
+            reserved += ALLUXIO_JOB_MASTER_JVM
     share = int(max(0, facts.memory - reserved) * ALLUXIO_MASTER_SHARE)
     heap = min(ALLUXIO_MASTER_HEAP_MAX, share - share % HEAP_GRANULE)
     if settings.alluxio is not None and heap < ALLUXIO_MASTER_HEAP_MIN:
@@ -73,19 +83,34 @@ def master_memory(settings: Settings, facts: Facts) -> MasterMemory:
     return MasterMemory(reserved, heap)
 
 
+def has_job_service(version: str) -> bool:
+    """Alluxio 2.x persists files only through its job service (v2.9.3 ``FileSystemUtils.persistAndWait`` →
+    the master's ``PersistenceScheduler`` → a ``PersistConfig`` job): without a job master, ``fs persist`` and
+    the default ``ASYNC_THROUGH`` writes leave files ``TO_BE_PERSISTED`` for ever. 1.8's workers persist by
+    themselves (v1.8.2 ``DefaultAsyncPersistHandler``)."""
+    return version != "1.8"
+
+
 def jvm_options(heap: int, direct: int) -> str:
     """A fixed heap (``-Xms`` = ``-Xmx``: no growth pauses, and what the plan counted is what it takes)."""
     return f"-Xms{heap // MiB}m -Xmx{heap // MiB}m -XX:MaxDirectMemorySize={direct // MiB}m"
 
 
-def java_opts_variables(role: str, master_heap: int | None = None) -> list[tuple[str, str]]:
+def java_opts_variables(role: str, master_heap: int | None = None, version: str = "2.9") -> list[tuple[str, str]]:
     """The ``ALLUXIO_*_JAVA_OPTS`` of a node's Alluxio processes (its EnvironmentFile)."""
     variables: list[tuple[str, str]] = []
+    jobs = has_job_service(version)
     if role == "master":
         assert master_heap is not None
         variables.append(("ALLUXIO_MASTER_JAVA_OPTS", jvm_options(master_heap, ALLUXIO_MASTER_DIRECT)))
+        if jobs:
+            variables.append(("ALLUXIO_JOB_MASTER_JAVA_OPTS",
+                              jvm_options(ALLUXIO_JOB_MASTER_HEAP, ALLUXIO_JOB_MASTER_DIRECT)))
     else:
         variables.append(("ALLUXIO_WORKER_JAVA_OPTS", jvm_options(ALLUXIO_WORKER_HEAP, ALLUXIO_WORKER_DIRECT)))
+        if jobs:
+            variables.append(("ALLUXIO_JOB_WORKER_JAVA_OPTS",
+                              jvm_options(ALLUXIO_JOB_WORKER_HEAP, ALLUXIO_JOB_WORKER_DIRECT)))
     variables.append(("ALLUXIO_PROXY_JAVA_OPTS", jvm_options(ALLUXIO_PROXY_HEAP, ALLUXIO_PROXY_DIRECT)))
     return variables
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from bootstrap_agent import DEFAULT_METADATA_URL, DEFAULT_USER_DATA_URL, __version__
 from bootstrap_agent.cli_parser import OneLineParser, add_log_options
+from bootstrap_agent.ports import METRICS_PORT
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -51,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--debounce-min", type=float, default=0.2, help="quiet time that ends a burst (default 0.2)")
     run.add_argument("--debounce-max", type=float, default=2.0, help="longest wait for a burst to end (default 2)")
     run.add_argument("--zk-session-timeout", type=float, default=10.0)
+    run.add_argument("--metrics-port", type=int, default=METRICS_PORT, metavar="PORT",
+                     help=f"the Prometheus exporter's port on the node's private address (default {METRICS_PORT}; "
+                          "0 turns it off; masters list every node with the default in prometheus/targets.json)")
+    run.add_argument("--drain-on-stop", choices=("auto", "always", "never"), default="auto",
+                     help="whether SIGTERM drains an agent first: auto (only while the system stops), always, never")
 
     config = commands.add_parser("config", help="read or change the cluster's run-time configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -228,7 +234,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         once=Options(root=args.root, user_data_url=args.user_data_url, metadata_url=args.metadata_url,
                      service_manager=args.service_manager, start_timeout=args.start_timeout, ip=args.ip),
         tick=args.tick, debounce_min=args.debounce_min, debounce_max=args.debounce_max,
-        zk_session_timeout=args.zk_session_timeout,
+        zk_session_timeout=args.zk_session_timeout, metrics_port=args.metrics_port,
+        drain_on_stop=args.drain_on_stop,
     )
     return daemon.Daemon(options, logs.get()).run()
 

@@ -31,6 +31,7 @@ from bootstrap_agent.member import Member, private_ipv4
 from bootstrap_agent.zk.config import ClusterConfig
 from bootstrap_agent.zk.errors import ClusterUnavailable, ConfigConflict, ConfigInvalid, NotAuthorized
 from bootstrap_agent.zk.lock import RestartLock
+from bootstrap_agent.zk.member_cache import MemberCache, MemberView
 from bootstrap_agent.zk.paths import AUTH_USER, ROOT, ClusterPaths
 from bootstrap_agent.zk.peers import PeerReader
 from bootstrap_agent.zk.registration import Registration
@@ -40,7 +41,7 @@ from bootstrap_agent.zk.watches import WatchTable
 
 __all__ = [
     "AUTH_USER", "ROOT", "ClusterConfig", "ClusterPaths", "ClusterStore", "ClusterUnavailable", "ConfigConflict",
-    "ConfigInvalid", "NotAuthorized", "Store",
+    "ConfigInvalid", "MemberView", "NotAuthorized", "Store",
 ]
 
 
@@ -56,6 +57,7 @@ class Store(Protocol):
     def update(self, member: Member) -> None: ...
     def deregister(self) -> None: ...
     def members(self) -> list[Member]: ...
+    def member_view(self, relist: bool = False) -> MemberView: ...
     def masters(self, ips: Sequence[str]) -> list[Member]: ...
     def watch_members(self) -> None: ...
     def watch_masters(self, ips: Sequence[str]) -> None: ...
@@ -101,6 +103,7 @@ class ClusterStore:
         self.registration = Registration(self.session)
         self.peers = PeerReader(self.session, ip_ok)
         self.watches = WatchTable(self.session)
+        self.member_cache = MemberCache(self.session, ip_ok, self.watches.take_member_changes)
         self.config = ClusterConfig(self.session)
         self.lock = RestartLock(self.session, self.paths.restart_lock)
         # The worker's own flags, guarded by session.cond.
@@ -154,6 +157,11 @@ class ClusterStore:
         """Every valid member under ``nodes/``; invalid ones are skipped and logged (``peer_invalid``)."""
         return self.peers.members()
 
+    def member_view(self, relist: bool = False) -> MemberView:
+        """Masters' passes: every member as fields, reading only the znodes that changed since the last call
+        (``zk.member_cache``); ``relist`` also lists ``nodes/`` (the tick's backstop)."""
+        return self.member_cache.refresh(relist)
+
     def masters(self, ips: Sequence[str]) -> list[Member]:
         """The masters' znodes ``masters/<ip>`` for the given IPs, in that order; missing or invalid: skipped."""
         return self.peers.masters(ips)
@@ -195,6 +203,7 @@ class ClusterStore:
         with self.session.cond:
             if state == "CONNECTED":
                 self._resync = True
+                self.member_cache.invalidate()  # read every member once: the server may not be the same
                 self._retry_at = 0.0
             self._session_log.append(state)
             self.session.cond.notify_all()

@@ -9,30 +9,39 @@ everything as the backstop.
 Nothing outside the node can stop it: with ZooKeeper unreachable it keeps the services as configured,
 reports ``degraded`` and keeps trying; with bad user-data or a bad cluster config it keeps the last good
 configuration and says why.
+
+The loop and the pass are here; the ZooKeeper side (watches, the cluster read, the restart lock, leaving) is
+``daemon_cluster.py`` and the reporting side (systemd, the member znode, the metrics) ``daemon_report.py``,
+both mixed into ``Daemon``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import queue
 import signal
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bootstrap_agent import logs
 from bootstrap_agent.apply import apply
 from bootstrap_agent.cluster import ClusterStore, ClusterUnavailable, Store
-from bootstrap_agent.conceal import concealment_problem
+from bootstrap_agent.daemon_cluster import DaemonCluster, store_inputs
+from bootstrap_agent.daemon_cluster import restart_guard as restart_guard  # re-exported: tests/test_cluster.py
+from bootstrap_agent.daemon_report import DaemonReport
 from bootstrap_agent.desired import Peers
+from bootstrap_agent.drain.node import NodeDrain
 from bootstrap_agent.errors import InvalidInput, SourceUnavailable
 from bootstrap_agent.facts import Facts
 from bootstrap_agent.inputs import Inputs, Options, commit_inputs, node_facts, read_inputs
 from bootstrap_agent.layout import Layout
-from bootstrap_agent.member import Member
+from bootstrap_agent.metadata import fetch_security_key
+from bootstrap_agent.metrics import Exporter, NodeMetrics
+from bootstrap_agent.metrics_cluster import ClusterMetrics
 from bootstrap_agent.plan import plan
+from bootstrap_agent.ports import METRICS_PORT
+from bootstrap_agent.scaler.node import MasterScaler
 from bootstrap_agent.schema import Settings, validate, with_overrides
 from bootstrap_agent.sdnotify import Notifier
 from bootstrap_agent.services import make_manager
@@ -51,9 +60,11 @@ class DaemonOptions:
     zk_session_timeout: float = 10.0
     restart_lock_timeout: float = 1.0  # waiting longer only delays the loop; the next pass asks again
     zk_connect_grace: float = 2.0
+    metrics_port: int = METRICS_PORT  # the exporter on the node's private address (0: off)
+    drain_on_stop: str = "auto"  # SIGTERM drains an agent: auto (the system is stopping), always, never
 
 
-class Daemon:
+class Daemon(DaemonCluster, DaemonReport):
     def __init__(self, options: DaemonOptions, log: Any) -> None:
         self.options = options
         self.log = log
@@ -73,10 +84,21 @@ class Daemon:
         self.ready_sent = False
         self.reconciles = 0
         self.conceal_logged = False  # metadata_not_concealed is logged when it starts, not every pass
+        self.metrics = NodeMetrics()  # bootstrap_agent/metrics.py: updated by every pass, served by the exporter
+        self.exporter = Exporter(options.metrics_port, self.metrics.registry, log)
+        self.cluster_metrics: ClusterMetrics | None = None  # masters: members by state, join→rendered latency
+        self.reported = ""  # the state the last report gave (the pass's outcome in the metrics)
+        # An agent's drain (bootstrap_agent/drain/): its load every pass, the lifecycle poll, the drain's steps.
+        self.drain = NodeDrain(self.state, self.layout, options.once, log, options.drain_on_stop)
+        # A master's scaler (bootstrap_agent/scaler/node.py): its own thread, kept in line with the settings.
+        self.scaler = MasterScaler(lambda: fetch_security_key(options.once.metadata_url, options.once.retry), log,
+                                   notify=lambda: self.enqueue("scaler"))
 
     # --- events ----------------------------------------------------------------------------------------------
     def enqueue(self, kind: str, detail: str = "") -> None:
         """Called from signal handlers and kazoo's threads: never blocks, never touches ZooKeeper."""
+        if kind == "session":
+            self.metrics.zk_session(detail)
         self.events.put((kind, detail))
 
     def _install_signals(self) -> None:
@@ -123,7 +145,9 @@ class Daemon:
         self.enqueue("start")
         tick_due = time.monotonic()
         while True:
-            batch = self.next_batch(tick_due)
+            batch = self.next_batch(min(tick_due, self.drain.wake_at()))
+            if batch == [("tick", "")] and time.monotonic() < tick_due:
+                batch = [("drain", "")]  # a drain step or lifecycle poll fell due: no re-fetch of the inputs
             kinds = {kind for kind, _ in batch}
             if "stop" in kinds:
                 self.shutdown(next(d for k, d in batch if k == "stop"))
@@ -141,8 +165,10 @@ class Daemon:
         """One pass that never ends the loop (Patroni's ``Ha.run_cycle``): a failure the pass did not expect
         (a unit manager error, a damaged state folder) is logged, reported as ``degraded`` with its reason,
         and the next event or tick tries again. Only ``stop`` ends the daemon."""
+        started, outcome = time.monotonic(), "error"
         try:
             self.reconcile(kinds, events)
+            outcome = self.reported
         except Exception as exc:
             reason = f"pass failed: {type(exc).__name__}: {exc}"
             self.log.error("reconcile_failed", error=str(exc), error_type=type(exc).__name__,
@@ -151,6 +177,7 @@ class Daemon:
                 self._report("degraded", reason, {})
             except Exception as report_exc:  # the report reads the same state: say so, keep looping
                 self.log.error("report_failed", error=str(report_exc), error_type=type(report_exc).__name__)
+        self._observe_pass(kinds, outcome, started)
 
     def reconcile(self, kinds: set[str], events: int) -> Outcome | None:
         started = time.monotonic()
@@ -164,10 +191,17 @@ class Daemon:
             return None
         self._ensure_store()
         self._refresh_cluster(problems, relist=refetch or "session" in kinds)
-        if not self.registered and not self.ready_sent and self.store is not None and self.store.connected():
+        if not self.registered and not self.ready_sent and self.store is not None and self.store.connected() \
+                and not self.drain.draining:
             self._report("bootstrapping", "", {})  # the cluster sees the node before its services are up
         settings = self._effective_settings(problems)
+        if settings.role == "master":  # start/stop the scaler as the settings say; its view for the dashboard
+            self.peers = replace(self.peers, scaler=self.scaler.ensure(settings, self.store, self._scaler_id(),
+                                                                       self.peers.members))
         assert self.facts is not None
+        if self.drain.pass_(settings, self.facts, self.inputs.meta.uuid, self._leave_cluster):
+            self._report_draining()
+            return None  # a leaving node applies nothing: no restart under its draining services
         try:
             desired = plan(settings, self.facts, self.peers, self.layout)
         except InvalidInput as exc:
@@ -178,6 +212,7 @@ class Daemon:
         guard = self._restart_guard if settings.role == "agent" else None
         outcome = apply(desired, self.layout, self.manager, self.state, self.options.once.start_timeout, self.log,
                         restart_guard=guard)
+        self.metrics.applied(outcome.services, outcome.actions)
         if outcome.reason:
             problems.append(outcome.reason)
         self._check_concealment(problems)
@@ -192,15 +227,6 @@ class Daemon:
                       seconds=round(time.monotonic() - started, 3), reconciles=self.reconciles)
         return outcome
 
-    def _check_concealment(self, problems: list[str]) -> None:
-        """A node whose metadata is open to every uid is degraded (bootstrap_agent/conceal.py); logged once."""
-        problem = concealment_problem(self.layout)
-        if problem:
-            problems.append(problem)
-            if not self.conceal_logged:
-                self.log.error("metadata_not_concealed", reason=problem)
-        self.conceal_logged = bool(problem)
-
     def _refresh_inputs(self, problems: list[str]) -> None:
         try:
             inputs = read_inputs(self.options.once, self.state, self.log)
@@ -214,20 +240,9 @@ class Daemon:
             self.log.error("cluster_changed", previous=self.inputs.settings.cluster, now=inputs.settings.cluster)
         commit_inputs(self.state, inputs, facts, self.log)
         previous, self.inputs, self.facts = self.inputs, inputs, facts
-        if previous is not None and self.store is not None and _store_inputs(previous.settings) != _store_inputs(
+        if previous is not None and self.store is not None and store_inputs(previous.settings) != store_inputs(
                 inputs.settings):
             self._drop_store("masters or secret changed")
-
-    def _drop_store(self, why: str) -> None:
-        """Leave the old ensemble (or the old secret's session) so that the next step builds the store and its
-        watches from the current user-data: growing 3 → 5 masters, or a rotated secret, takes effect at once."""
-        self.log.info("store_rebuilding", why=why)
-        assert self.store is not None
-        with contextlib.suppress(ClusterUnavailable):
-            if self.registered:
-                self.store.deregister()
-        self.store.stop()
-        self.store, self.watching, self.registered = None, False, False
 
     def _effective_settings(self, problems: list[str]) -> Settings:
         """User-data with the cluster's run-time overrides; a bad override keeps the last good settings."""
@@ -261,80 +276,12 @@ class Daemon:
             self.store.wait_connected(self.options.zk_connect_grace)
             self._ensure_watches()
 
-    def _ensure_watches(self) -> None:
-        if self.watching or self.store is None or self.inputs is None or not self.store.connected():
-            return
-        try:
-            self.store.ensure_tree()
-            if self.inputs.settings.role == "master":
-                self.store.watch_members()
-            else:
-                self.store.watch_masters(self.inputs.settings.masters)
-            self.store.watch_config()
-        except ClusterUnavailable as exc:
-            self.log.warning("watch_failed", error=str(exc))
-            return
-        self.watching = True
-
-    def _refresh_cluster(self, problems: list[str], relist: bool) -> None:
-        assert self.inputs is not None
-        if self.store is None:
-            return
-        if not self.store.connected():
-            problems.append("ZooKeeper unreachable")
-            return
-        self._ensure_watches()
-        settings = self.inputs.settings
-        try:
-            self.overrides = self.store.get_config()
-            if settings.role == "master":
-                members = self.store.members()
-                self.peers = Peers(tuple(dataclasses.asdict(m) for m in members), read_at=time.time())
-            elif relist:
-                self.store.masters(settings.masters)  # the tick's re-read: proves the masters' znodes are reachable
-        except ClusterUnavailable as exc:
-            problems.append(f"ZooKeeper: {exc}")
-
-    @contextlib.contextmanager
-    def _restart_guard(self) -> Iterator[bool]:
-        """Agents restart under the cluster-wide lock, so the cluster never loses all its workers at once."""
-        if self.store is None or self.inputs is None or not self.store.connected():
-            yield False
-            return
-        with restart_guard(self.store, self.inputs.meta.uuid, self.options.restart_lock_timeout, self.log) as granted:
-            yield granted
-
-    def _report(self, state: str, reason: str, services: dict[str, str], services_up: bool = False) -> None:
-        """Tell systemd and the cluster how this node is; ZooKeeper being away is no reason to fail."""
-
-        status = state if not reason else f"{state}: {reason}"
-        if services_up and not self.ready_sent:  # the role's services run (ZooKeeper may still be away)
-            self.notifier.ready(status)
-            self.ready_sent = True
-        else:
-            self.notifier.status(status)
-        if self.store is None or self.inputs is None or self.facts is None or not self.store.connected():
-            return
-        previous = self.state.status() or {}
-        member = Member(
-            uuid=self.inputs.meta.uuid, role=self.inputs.settings.role, ip=self.facts.ip,
-            hostname=self.facts.hostname, state=state, reason=reason, services=services,
-            since=float(previous.get("since", time.time())),
-        )
-        try:
-            if self.registered:
-                self.store.update(member)
-            else:
-                self.store.register(self.inputs.meta.uuid, member, master=self.inputs.settings.role == "master")
-                self.registered = True
-                self.log.info("member_registered", uuid=member.uuid, role=member.role, state=member.state)
-        except ClusterUnavailable as exc:
-            self.log.warning("member_report_failed", error=str(exc))
-
     def shutdown(self, why: str) -> None:
         """Leave the cluster cleanly: draining, then gone. Services keep running (systemd stops them)."""
         self.log.info("leaving", signal=why)
+        self.scaler.stop(f"stopping ({why})")  # first: its leadership goes while the session is still up
         self.notifier.stopping("draining")
+        self.drain.on_stop(why, self._leave_cluster, self._report_draining, self.notifier.watchdog)
         if self.store is not None:
             with contextlib.suppress(ClusterUnavailable):
                 if self.registered and self.inputs and self.facts:
@@ -342,29 +289,6 @@ class Daemon:
                 self.store.deregister()
             self.store.stop()
         self.log.info("left")
-
-
-@contextlib.contextmanager
-def restart_guard(store: Store, identifier: str, timeout: float, log: Any) -> Iterator[bool]:
-    """The restart lock for the ``with`` body, or False when ZooKeeper cannot be asked (restarts wait for the
-    next pass). Only asking for the lock fails quietly: what the guarded body raises passes through unchanged,
-    since a generator context manager must yield exactly once."""
-    with contextlib.ExitStack() as held:
-        try:
-            granted = held.enter_context(store.restart_lock(identifier, timeout))
-        except ClusterUnavailable as exc:
-            log.warning("restart_lock_unavailable", error=str(exc))
-            granted = False
-        if granted:
-            log.info("restart_lock_acquired")
-        yield granted
-        if granted:
-            log.info("restart_lock_released")
-
-
-def _store_inputs(settings: Settings) -> tuple[object, ...]:
-    """What the ZooKeeper store and the watches are built from."""
-    return (tuple(settings.masters), settings.secret, settings.cluster)
 
 
 def run(options: DaemonOptions) -> int:

@@ -7,6 +7,7 @@ installer and the readiness checks can depend on them without depending on how a
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,10 @@ class DesiredFile:
     check: str | None = None  # name of a checker run on the staged file (e.g. "nginx")
     secret: bool = False
     group: str | None = None  # group owner (e.g. www-data for a 0640 file nginx workers read); owner is root
+    # False: a document remade from ZooKeeper on every pass (a master's member views, megabytes at 10,000
+    # members): still staged and renamed in whole, but no .bak and no fsync (after a crash the next pass
+    # writes it again).
+    durable: bool = True
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,9 @@ class Peers:
     # When the members were read (epoch seconds; None when not read from ZooKeeper, e.g. ``once``, ``render``):
     # the cluster status document carries it, so a reader sees how fresh the view is.
     read_at: float | None = None
+    # A master's scaler as ZooKeeper holds it (``scaler.report.read_view``: summary and chart series), shown on
+    # the dashboard and in ``status.json``; None without an enabled scaler.
+    scaler: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
 def text_file(path: str, text: str, mode: int = 0o644, check: str | None = None, secret: bool = False) -> DesiredFile:

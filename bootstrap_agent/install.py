@@ -54,7 +54,7 @@ def _install_one(desired: DesiredFile, target: Path, root: str) -> bool:
     except FileNotFoundError:
         exists = False
     target.parent.mkdir(parents=True, exist_ok=True)
-    staged = write_staged(target, desired.content, desired.mode)
+    staged = write_staged(target, desired.content, desired.mode, sync=desired.durable)
     bak: Path | None = None
     try:
         if desired.group:
@@ -63,7 +63,7 @@ def _install_one(desired: DesiredFile, target: Path, root: str) -> bool:
             problem = CHECKERS[desired.check](staged, root)
             if problem:
                 raise CheckFailed(f"{desired.check} check failed: {problem}")
-        if exists:
+        if exists and desired.durable:
             backup = target.with_name(target.name + ".bak")
             bak = write_staged(target, target.read_bytes(), target.stat().st_mode & 0o7777)
             os.replace(bak, backup)
@@ -72,19 +72,22 @@ def _install_one(desired: DesiredFile, target: Path, root: str) -> bool:
     except BaseException:
         _discard(staged, bak)
         raise
-    _fsync_dir(target.parent)
+    if desired.durable:
+        _fsync_dir(target.parent)
     return True
 
 
-def write_staged(target: Path, content: bytes, mode: int) -> Path:
-    """A hidden, fsynced file beside ``target`` that already has its final mode (never briefly 0644)."""
+def write_staged(target: Path, content: bytes, mode: int, sync: bool = True) -> Path:
+    """A hidden, fsynced (unless not ``sync``) file beside ``target`` that already has its final mode (never
+    briefly 0644)."""
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".staged", dir=target.parent)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb", closefd=True) as handle:
             handle.write(content)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bootstrap_agent.capacity import Capacity, parse_capacity
+from bootstrap_agent.drain.report import DrainReport, Load, parse_drain_report, parse_load
 from bootstrap_agent.errors import AgentError
 
 ROLES = ("master", "agent")
@@ -64,6 +66,9 @@ class Member:
     reason: str
     services: dict[str, str] = field(hash=False)
     since: float
+    load: Load | None = None  # agents: how busy (provision-min's victim choice)
+    drain: DrainReport | None = None  # while draining: what the node waits for
+    capacity: Capacity | None = None  # CPUs, memory, Alluxio RAM (bootstrap_agent/capacity.py)
 
     def to_json(self) -> bytes:
         """Canonical JSON (sorted keys, compact), so an unchanged member gives identical bytes: no write."""
@@ -71,6 +76,12 @@ class Member:
             "uuid": self.uuid, "role": self.role, "ip": self.ip, "hostname": self.hostname, "state": self.state,
             "reason": self.reason, "services": dict(self.services), "since": float(self.since),
         }
+        if self.load is not None:
+            body["load"] = self.load.to_dict()
+        if self.drain is not None:
+            body["drain"] = self.drain.to_dict()
+        if self.capacity is not None:
+            body["capacity"] = self.capacity.to_dict()
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
@@ -129,4 +140,10 @@ class Member:
         since = data.get("since")
         if isinstance(since, bool) or not isinstance(since, int | float) or not math.isfinite(since) or since < 0:
             raise PeerInvalid(f"since {_short(since)} is not a time in epoch seconds")
-        return cls(name, role, ip, hostname, state, reason, dict(services), float(since))
+        try:
+            load = parse_load(data["load"]) if data.get("load") is not None else None
+            drain = parse_drain_report(data["drain"]) if data.get("drain") is not None else None
+            capacity = parse_capacity(data["capacity"]) if data.get("capacity") is not None else None
+        except ValueError as exc:
+            raise PeerInvalid(str(exc)) from None
+        return cls(name, role, ip, hostname, state, reason, dict(services), float(since), load, drain, capacity)

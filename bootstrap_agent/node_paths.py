@@ -22,6 +22,8 @@ DASHBOARD_KEY = "/etc/nginx/tls/bootstrap-agent-dashboard.key"
 DASHBOARD_HTPASSWD = "/etc/nginx/bootstrap-agent-dashboard.htpasswd"
 DASHBOARD_INDEX = "/var/lib/bootstrap-agent/www/index.html"
 DASHBOARD_STATUS = "/var/lib/bootstrap-agent/www/status.json"  # the cluster status document (behind the auth)
+# Every member as a Prometheus HTTP service-discovery document (behind the auth), served as /prometheus/targets.json
+DASHBOARD_TARGETS = "/var/lib/bootstrap-agent/www/prometheus/targets.json"
 ETC_HOSTS = "/etc/hosts"
 UNIT_DIR = "/etc/systemd/system"  # where the rendered mount units go (the static units come with the image)
 DOCKER_DAEMON_JSON = "/etc/docker/daemon.json"  # dockerd reads it by default

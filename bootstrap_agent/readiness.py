@@ -23,8 +23,9 @@ def wait_ready(
     deadline = time.monotonic() + timeout
     while pending:
         still = []
+        known = _unit_states(manager, [s.unit for s in pending])
         for service in pending:
-            missing = _ports_missing(service, manager)
+            missing = _ports_missing(service, manager, known.get(service.unit))
             if missing is None:
                 status[service.unit] = f"failed: {manager.failure_reason(service.unit)}"
             elif not missing:
@@ -39,12 +40,25 @@ def wait_ready(
     return status
 
 
-def _ports_missing(service: DesiredService, manager: ServiceManager) -> list[str] | None:
-    """The unit's ports and unix sockets its own processes do not hold yet; ``None`` when it is not running."""
-    if not manager.is_active(service.unit):
+def _unit_states(manager: ServiceManager, units: list[str]) -> dict[str, tuple[bool, int | None]]:
+    """(running, main pid) of each unit in one question, when the manager can answer for several at once
+    (systemd: ``SystemdManager.unit_states``); else {} and ``_ports_missing`` asks per unit as before."""
+    states = getattr(manager, "unit_states", None)
+    if states is None or len(units) < 2:
+        return {}
+    answer: dict[str, tuple[bool, int | None]] = states(units)
+    return answer
+
+
+def _ports_missing(
+    service: DesiredService, manager: ServiceManager, known: tuple[bool, int | None] | None = None
+) -> list[str] | None:
+    """The unit's ports and unix sockets its own processes do not hold yet; ``None`` when it is not running.
+    ``known``: the unit's (running, main pid) already asked for this poll (``_unit_states``)."""
+    if not (known[0] if known is not None else manager.is_active(service.unit)):
         return None
     wanted = [f"{h}:{p}" for h, p in service.ports] + [f"unix:{path}" for path in service.sockets]
-    pid = manager.main_pid(service.unit)
+    pid = known[1] if known is not None else manager.main_pid(service.unit)
     if not pid:
         return wanted
     owned = listening_ports(pid, {p for _, p in service.ports})

@@ -26,6 +26,9 @@ class Outcome:
     state: str
     reason: str = ""
     services: dict[str, str] = field(default_factory=dict)
+    # What the pass did to each unit it touched: an ``apply.Action`` value, or "recovered" for a unit started
+    # again after an earlier pass had started it (it stopped or crashed in between): the restart metrics.
+    actions: dict[str, str] = field(default_factory=dict)
 
 
 def refused(exc: InvalidInput | SourceUnavailable, stage: str, log: Any) -> Outcome:

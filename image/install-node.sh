@@ -68,7 +68,8 @@ shopt -s nullglob
 
 readonly VENV=/opt/bootstrap-agent/venv
 readonly UNIT_DEST=/etc/systemd/system
-readonly MANAGED_UNITS=(zookeeper mesos-master mesos-agent alluxio-master alluxio-worker alluxio-proxy docker
+readonly MANAGED_UNITS=(zookeeper mesos-master mesos-agent alluxio-master alluxio-worker alluxio-proxy
+    alluxio-job-master alluxio-job-worker docker
     spark-shuffle zeppelin jenkins)
 readonly TOOL_USERS=(zeppelin jenkins)
 readonly ENABLED_UNITS=(nginx bootstrap-agent bootstrap-agent-conceal)

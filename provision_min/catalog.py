@@ -28,8 +28,9 @@ SERVICES: dict[str, Service] = {
     "ims": Service("ims", "/v2"),  # the image calls (/cloudimages, /images) are not project-scoped
     "ims_jobs": Service("ims", "/v1/" + PROJECT),  # IMS's asynchronous jobs: /jobs/{job_id}
     "obs": Service("obs", ""),
+    "smn": Service("smn", "/v2/" + PROJECT),  # the lifecycle hook's notification topic
 }
-PROVISIONER_SERVICES = ("vpc", "ecs", "as")
+PROVISIONER_SERVICES = ("vpc", "ecs", "as", "smn")
 FALLBACK_HOST = "https://{service}.{region}.otc.t-systems.com"
 URL_TEMPLATES = ("$(tenant_id)s", "%(tenant_id)s", "$(project_id)s", "%(project_id)s", "{project_id}", "{tenant_id}")
 

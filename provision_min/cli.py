@@ -2,6 +2,7 @@
 this machine with ``--cloud local`` (systemd-nspawn nodes; see ``provision_min.local``).
 
     provision-min plan|up|status|scale N|down --config CLUSTER_FILE [--cloud NAME|local]
+    provision-min ssh NODE [-- COMMAND] | logs NODE [UNIT] [--follow] --config CLUSTER_FILE [--cloud NAME|local]
 
 Results go to standard output, for a person (``--json``: one JSON object); structured logs (JSON lines, stable
 event names, secrets masked) to standard error only with ``--verbose`` or ``--log-format json``. Exit codes:
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from provision_min.cli_options import OneLineParser, add_log_options, flag_refusal, logs_wanted
+from provision_min.node_access import DEFAULT_LINES, DEFAULT_UNIT
 
 if TYPE_CHECKING:  # imports are deferred to the command that needs them: --help stays instant
     from provision_min.clouds import Cloud
@@ -59,16 +61,34 @@ def build_parser() -> argparse.ArgumentParser:
                     help="local cloud: build the node image with this Alluxio release instead of the stand-in")
     status = commands.add_parser("status", help="show the VPC, masters, AS group and its instances")
     status.add_argument("--json", action="store_true", help="print the status as one JSON object")
-    scale = commands.add_parser("scale", help="set the AS group's desired number of agents")
+    scale = commands.add_parser("scale", help="set the number of agents (lowering it drains the least loaded first)")
     scale.add_argument("count", type=int, metavar="N", help="desired agents, within agents.min..agents.max")
     scale.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    scale.add_argument("--no-wait", action="store_true",
+                       help="lowering: return once the chosen agents are asked to leave (do not wait for their drain)")
     down = commands.add_parser("down", help="list what up created, ask, then remove it in reverse order")
     down.add_argument("--yes", "-y", action="store_true",
                       help="remove without asking (for scripts; without a terminal down refuses otherwise)")
     down.add_argument("--json", action="store_true", help="print the result as one JSON object")
     migrate = commands.add_parser(
         "migrate-credentials", help="split a single-secret cluster's ZooKeeper rights: node and operator credentials")
-    for sub in (plan, up, status, scale, down, migrate):
+    ssh = commands.add_parser("ssh", help="a shell on a node named as status lists it, or run a command there "
+                              "(exit code: the command's)",
+                              usage="provision-min ssh NODE --config CLUSTER_FILE [options] [-- COMMAND ...]")
+    ssh.add_argument("node", metavar="NODE", help="the node's name (or private address) as status lists it")
+    logs = commands.add_parser("logs", help="a unit's journal on a node (default: bootstrap-agent)")
+    logs.add_argument("node", metavar="NODE", help="the node's name (or private address) as status lists it")
+    logs.add_argument("unit", nargs="?", default=DEFAULT_UNIT, metavar="UNIT",
+                      help=f"the systemd unit (default {DEFAULT_UNIT})")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines until interrupted")
+    logs.add_argument("--lines", "-n", type=int, default=DEFAULT_LINES, metavar="N",
+                      help=f"how many of the last lines to show first (default {DEFAULT_LINES})")
+    for sub in (ssh, logs):
+        sub.add_argument("--user", metavar="LOGIN", help="OTC: the login on the nodes (default: linux, the login "
+                         "of OTC's Debian images)")
+        sub.add_argument("--identity", "-i", type=Path, metavar="FILE",
+                         help="OTC: the private key of the cluster's key pair (default: ssh's own choice)")
+    for sub in (plan, up, status, scale, down, migrate, ssh, logs):
         _common(sub)
     image = commands.add_parser("image", help="the node image: image build")
     image_commands = image.add_subparsers(dest="image_command", required=True, metavar="COMMAND")
@@ -100,7 +120,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = None,
          poller: Poller | None = None) -> int:
     """Run one command. ``env`` and ``poller`` let tests pass an environment and a clock without sleeping."""
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    remote: list[str] = []
+    if words[:1] == ["ssh"] and "--" in words:  # the remote command is everything after --, options or not
+        split = words.index("--")
+        words, remote = words[:split], words[split + 1:]
+    args = build_parser().parse_args(words)
+    args.remote = remote
     from bootstrap_agent import logs
     from provision_min.errors import ProvisionError
 
@@ -143,15 +169,28 @@ def _run(args: argparse.Namespace, env: dict[str, str] | None, poller: Poller | 
     if args.command == "down":
         confirm.check_possible(config.cluster)  # no terminal and no --yes: refused before any call
     cloud = _cloud(args, config, env, poller)
+    if args.command in ("ssh", "logs"):
+        return _reach(cloud, args)
     if args.command == "status":
         return cloud.status(args.json)
     if args.command == "scale":
-        return cloud.scale(args.count, args.json)
+        return cloud.scale(args.count, args.json, wait=not args.no_wait)
     if args.command == "plan":
         return cloud.plan(args.json, args.detailed_exitcode)
     if args.command == "down":
         return cloud.down(confirm, args.json)
     return cloud.up(args.json)
+
+
+def _reach(cloud: Cloud, args: argparse.Namespace) -> int:
+    """``ssh`` and ``logs``: the remote exit code passes through (ssh's own failures are 255)."""
+    from provision_min.clouds import Access
+    from provision_min.node_access import journal_command
+
+    access = Access(args.user, args.identity)
+    if args.command == "ssh":
+        return cloud.shell(args.node, args.remote, access)
+    return cloud.shell(args.node, journal_command(args.unit, args.follow, args.lines), access, root=True)
 
 
 def _cloud(args: argparse.Namespace, config: ClusterConfig, env: dict[str, str] | None,

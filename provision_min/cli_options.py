@@ -19,7 +19,8 @@ from bootstrap_agent.cli_parser import logs_wanted as logs_wanted
 
 LOCAL = "local"
 LOCAL_ONLY = {"subnet": "--subnet", "mesos_deb": "--mesos-deb", "alluxio_tarball": "--alluxio-tarball"}
-OTC_ONLY = {"create_bucket": "--create-bucket", "poll_interval": "--poll-interval", "state": "--state"}
+OTC_ONLY = {"create_bucket": "--create-bucket", "poll_interval": "--poll-interval", "state": "--state",
+            "user": "--user", "identity": "--identity"}
 
 
 def flag_refusal(args: argparse.Namespace) -> str | None:

@@ -7,6 +7,9 @@ building both roles' user-data with the agent's own schema code.
 
 Master addresses are not configured but derived (see ``master_ips``): they are the ZooKeeper ensemble and
 must stay fixed for the life of the cluster, so they come from the subnet by a rule nobody can get wrong.
+
+The ``agents``, ``drain`` and ``autoscaling`` sections are read in ``config_sections.py``, single fields
+(strings, CIDRs, whole numbers, choices) in ``config_fields.py``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ import yaml
 
 from provision_min import dashboard as dashboard_login
 from provision_min import s3_keys, userdata
+from provision_min.config_fields import choice, image_id, kind, name_like, network, show, string, whole
+from provision_min.config_sections import HOOK_TIMEOUT as HOOK_TIMEOUT  # re-exported: scale.py
+from provision_min.config_sections import Agents, Drain, agents_section, autoscaling_section, drain_section
 from provision_min.errors import InputError
 
 MASTER_IP_OFFSET = 10  # masters are .10, .11, ... of the subnet (network address + 10 + i)
@@ -38,21 +44,16 @@ REQUIRED = (
 )
 OPTIONAL = (
     "mesos", "alluxio", "credentials", "root_volume_gb", "volume_type", "eip_bandwidth_mbit", "public_cidr",
-    "dns_servers", "dashboard",
+    "dns_servers", "dashboard", "autoscaling", "drain",
 )
 CLUSTER_NAME = re.compile(r"^[a-z0-9-]{1,32}$")  # the schema's rule: the name is in every node's user-data
 REGION = re.compile(r"^[a-z0-9-]{2,32}$")
-NAME_LIKE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-IMAGE_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 VOLUME_TYPES = ("SATA", "SAS", "SSD", "co-p1", "uh-l1", "GPSSD", "ESSD")
 PRIVATE_NETWORKS = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 
 
-@dataclass(frozen=True)
-class Agents:
-    min: int
-    max: int
-    desired: int
+# The lifecycle section as config parsing checks it, before the catalog names the real AS endpoint.
+PLACEHOLDER_AS_ENDPOINT = "https://as.eu-de.otc.t-systems.com/autoscaling-api/v1/project-id"
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class ClusterConfig:
     public_cidr: ipaddress.IPv4Network = WORLD
     dns_servers: tuple[str, str] = DEFAULT_DNS
     dashboard: dict[str, Any] | None = None  # the masters' login: user, password_hash, auth (provision_min.dashboard)
+    autoscaling: dict[str, Any] | None = None  # the scaler's policy, min/max filled from agents (masters only)
+    drain: Drain = Drain()  # noqa: RUF009 - a frozen dataclass (config_sections.py): one shared default is safe
 
     @property
     def gateway_ip(self) -> str:
@@ -92,14 +95,29 @@ class ClusterConfig:
         return master_ips(self.subnet_cidr, self.masters)
 
     def user_data(self, role: str, secret: str, dashboard: Mapping[str, Any] | None = None,
-                  operator_acl_id: str | None = None) -> dict[str, Any]:
+                  operator_acl_id: str | None = None, as_endpoint: str | None = None) -> dict[str, Any]:
         """The validated schema-1 user-data of ``role`` (``master`` or ``agent``) with ``secret``; a master's
-        ``dashboard`` section is the given one, else the cluster file's; ``operator_acl_id`` masters only."""
+        ``dashboard`` section is the given one, else the cluster file's; ``operator_acl_id`` masters only.
+        An agent's carries ``drain`` and, with ``as_endpoint`` (the AS API of the catalog, or the local
+        cloud's), ``lifecycle``: the hook it polls to learn that it is being removed. A master's ``autoscaling``
+        (when the cluster file enables it) gets the same ``as_endpoint`` and the agents' group: what its scaler
+        acts on."""
         if dashboard is None and role == "master":
             dashboard = self.dashboard
+        autoscaling = self.autoscaling
+        if autoscaling is not None and autoscaling.get("enabled") is True and as_endpoint is not None:
+            autoscaling = {**autoscaling, "endpoint": as_endpoint, "group": f"{self.cluster}-agents"}
+        lifecycle = drain = None
+        if role == "agent":
+            drain = {"grace": self.drain.grace, "stop_timeout": self.drain.stop_timeout}
+            if as_endpoint is not None:
+                from provision_min.lifecycle import lifecycle_section
+
+                lifecycle = lifecycle_section(self, as_endpoint, f"{self.cluster}-agents")
         return userdata.build(
             cluster=self.cluster, role=role, masters=self.master_ips, secret=secret, mesos=self.mesos,
             alluxio=self.alluxio, credentials=self.credentials, dashboard=dashboard, operator_acl_id=operator_acl_id,
+            autoscaling=autoscaling, lifecycle=lifecycle, drain=drain,
         )
 
 
@@ -165,7 +183,7 @@ def load(path: Path | str, env: Mapping[str, str] | None = None) -> ClusterConfi
 
 def parse(document: Any, path: Path, env: Mapping[str, str] | None = None) -> ClusterConfig:
     if not isinstance(document, dict):
-        raise InputError(f"expected a mapping of settings at the top, got {_kind(document)}")
+        raise InputError(f"expected a mapping of settings at the top, got {kind(document)}")
     for key in document:
         if key not in REQUIRED and key not in OPTIONAL:
             raise InputError(f"{key}: unknown key (known: {', '.join(sorted(REQUIRED + OPTIONAL))})")
@@ -173,20 +191,20 @@ def parse(document: Any, path: Path, env: Mapping[str, str] | None = None) -> Cl
         if key not in document:
             raise InputError(f"{key}: required")
 
-    cluster = _string(document, "cluster")
+    cluster = string(document, "cluster")
     if not CLUSTER_NAME.match(cluster):
         raise InputError(f"cluster: {cluster!r} must be 1-32 characters of a-z, 0-9 and '-'")
-    region = _string(document, "region")
+    region = string(document, "region")
     if not REGION.match(region):
         raise InputError(f"region: {region!r} is not a region name such as eu-de")
-    zone = _string(document, "availability_zone")
+    zone = string(document, "availability_zone")
     if not REGION.match(zone):
         raise InputError(f"availability_zone: {zone!r} is not an availability zone such as eu-de-02")
     if not zone.startswith(f"{region}-"):
         raise InputError(f"availability_zone: {zone!r} is not a zone of region {region} (such as {region}-01)")
 
-    vpc_cidr = _network(document, "vpc_cidr")
-    subnet_cidr = _network(document, "subnet_cidr")
+    vpc_cidr = network(document, "vpc_cidr")
+    subnet_cidr = network(document, "subnet_cidr")
     for name, net in (("vpc_cidr", vpc_cidr), ("subnet_cidr", subnet_cidr)):
         if not any(net.subnet_of(private) for private in PRIVATE_NETWORKS):
             raise InputError(f"{name}: {net} is not inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16")
@@ -195,9 +213,9 @@ def parse(document: Any, path: Path, env: Mapping[str, str] | None = None) -> Cl
 
     masters = document["masters"]
     if type(masters) is not int or masters not in MASTER_COUNTS:
-        raise InputError(f"masters: must be 1, 3 or 5 (a ZooKeeper quorum), got {_show(masters)}")
+        raise InputError(f"masters: must be 1, 3 or 5 (a ZooKeeper quorum), got {show(masters)}")
 
-    agents = _agents(document["agents"])
+    agents = agents_section(document["agents"])
     needed = MASTER_IP_OFFSET + masters + agents.max + RESERVED_ADDRESSES
     if subnet_cidr.num_addresses < needed:
         raise InputError(
@@ -205,7 +223,7 @@ def parse(document: Any, path: Path, env: Mapping[str, str] | None = None) -> Cl
             f"(from .{MASTER_IP_OFFSET}) and agents.max={agents.max} agents need at least {needed}"
         )
 
-    public_cidr = _network(document, "public_cidr") if "public_cidr" in document else ClusterConfig.public_cidr
+    public_cidr = network(document, "public_cidr") if "public_cidr" in document else ClusterConfig.public_cidr
     dns = DEFAULT_DNS
     if "dns_servers" in document:
         raw_dns = document["dns_servers"]
@@ -221,13 +239,13 @@ def parse(document: Any, path: Path, env: Mapping[str, str] | None = None) -> Cl
 
     mesos = document.get("mesos", {})
     if not isinstance(mesos, dict):
-        raise InputError(f"mesos: expected a mapping, got {_kind(mesos)}")
+        raise InputError(f"mesos: expected a mapping, got {kind(mesos)}")
     alluxio = document.get("alluxio")
     if alluxio is not None and not isinstance(alluxio, dict):
-        raise InputError(f"alluxio: expected a mapping, got {_kind(alluxio)}")
+        raise InputError(f"alluxio: expected a mapping, got {kind(alluxio)}")
     credentials = document.get("credentials")
     if credentials is not None and not isinstance(credentials, dict):
-        raise InputError(f"credentials: expected a mapping, got {_kind(credentials)}")
+        raise InputError(f"credentials: expected a mapping, got {kind(credentials)}")
     if credentials is not None:
         credentials = s3_keys.resolve(credentials, os.environ if env is None else env, path.parent)
 
@@ -239,116 +257,27 @@ def parse(document: Any, path: Path, env: Mapping[str, str] | None = None) -> Cl
         vpc_cidr=vpc_cidr,
         subnet_cidr=subnet_cidr,
         masters=masters,
-        master_flavor=_name_like(document, "master_flavor"),
-        agent_flavor=_name_like(document, "agent_flavor"),
-        image_id=_image_id(document),
-        key_name=_name_like(document, "key_name"),
+        master_flavor=name_like(document, "master_flavor"),
+        agent_flavor=name_like(document, "agent_flavor"),
+        image_id=image_id(document),
+        key_name=name_like(document, "key_name"),
         agents=agents,
         mesos=mesos,
         alluxio=alluxio,
         credentials=credentials,
-        root_volume_gb=_int(document, "root_volume_gb", ClusterConfig.root_volume_gb, 10, 1024),
-        volume_type=_choice(document, "volume_type", ClusterConfig.volume_type, VOLUME_TYPES),
-        eip_bandwidth_mbit=_int(document, "eip_bandwidth_mbit", ClusterConfig.eip_bandwidth_mbit, 1, 2000),
+        root_volume_gb=whole(document, "root_volume_gb", ClusterConfig.root_volume_gb, 10, 1024),
+        volume_type=choice(document, "volume_type", ClusterConfig.volume_type, VOLUME_TYPES),
+        eip_bandwidth_mbit=whole(document, "eip_bandwidth_mbit", ClusterConfig.eip_bandwidth_mbit, 1, 2000),
         public_cidr=public_cidr,
         dns_servers=dns,
         dashboard=dashboard_login.check_section(document.get("dashboard")),
+        autoscaling=autoscaling_section(document.get("autoscaling"), agents),
+        drain=drain_section(document.get("drain", {})),
     )
     # Both roles' user-data must pass the agent's validation (and its 32 KB limit) with a secret of real size.
-    config.user_data("master", userdata.PLACEHOLDER_SECRET, operator_acl_id=userdata.PLACEHOLDER_OPERATOR_ACL_ID)
-    config.user_data("agent", userdata.PLACEHOLDER_SECRET)
+    config.user_data("master", userdata.PLACEHOLDER_SECRET, operator_acl_id=userdata.PLACEHOLDER_OPERATOR_ACL_ID,
+                     as_endpoint=PLACEHOLDER_AS_ENDPOINT)
+    config.user_data("agent", userdata.PLACEHOLDER_SECRET, as_endpoint=PLACEHOLDER_AS_ENDPOINT)
     return config
 
 
-def _agents(value: Any) -> Agents:
-    if not isinstance(value, dict):
-        raise InputError(f"agents: expected a mapping with min, max and desired, got {_kind(value)}")
-    for key in value:
-        if key not in ("min", "max", "desired"):
-            raise InputError(f"agents.{key}: unknown key (known: desired, max, min)")
-    numbers = {}
-    for key in ("min", "max", "desired"):
-        if key not in value:
-            raise InputError(f"agents.{key}: required")
-        number = value[key]
-        if type(number) is not int or number < 0:
-            raise InputError(f"agents.{key}: must be a whole number >= 0, got {_show(number)}")
-        numbers[key] = number
-    if numbers["max"] < 1:
-        raise InputError("agents.max: must be at least 1")
-    if numbers["min"] > numbers["max"]:
-        raise InputError(f"agents.min: {numbers['min']} is larger than agents.max {numbers['max']}")
-    if not numbers["min"] <= numbers["desired"] <= numbers["max"]:
-        raise InputError(
-            f"agents.desired: {numbers['desired']} is outside agents.min..agents.max "
-            f"({numbers['min']}..{numbers['max']})"
-        )
-    return Agents(min=numbers["min"], max=numbers["max"], desired=numbers["desired"])
-
-
-def _show(value: Any) -> str:
-    """A value as the user wrote it, for messages (YAML may hand us dates and other non-JSON types)."""
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _kind(value: Any) -> str:
-    kinds: Mapping[type, str] = {
-        dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-        float: "a number", type(None): "nothing",
-    }
-    return kinds.get(type(value), type(value).__name__)
-
-
-def _string(document: Mapping[str, Any], key: str) -> str:
-    value = document[key]
-    if not isinstance(value, str) or not value.strip():
-        raise InputError(f"{key}: expected a non-empty string, got {_kind(value)}")
-    if any(ch in value for ch in "\n\r\x00"):
-        raise InputError(f"{key}: must not contain a newline or NUL")
-    return value
-
-
-def _name_like(document: Mapping[str, Any], key: str) -> str:
-    value = _string(document, key)
-    if not NAME_LIKE.match(value):
-        raise InputError(f"{key}: {value!r} may only hold letters, digits and '._:-'")
-    return value
-
-
-def _image_id(document: Mapping[str, Any]) -> str:
-    """An IMS image id is a UUID (``provision-min image build`` prints it); a name is not accepted."""
-    value = _string(document, "image_id")
-    if not IMAGE_ID.match(value):
-        raise InputError(f"image_id: {value!r} is not an image id (a UUID such as 0b1c2d3e-...; not the image's name)")
-    return value
-
-
-def _network(document: Mapping[str, Any], key: str) -> ipaddress.IPv4Network:
-    value = document[key]
-    if not isinstance(value, str):
-        raise InputError(f"{key}: expected a CIDR such as 192.168.0.0/24, got {_kind(value)}")
-    try:
-        return ipaddress.IPv4Network(value, strict=True)
-    except ValueError as exc:
-        raise InputError(f"{key}: {value!r} is not an IPv4 network in CIDR form ({exc})") from None
-
-
-def _int(document: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
-    if key not in document:
-        return default
-    value = document[key]
-    if type(value) is not int or not low <= value <= high:
-        raise InputError(f"{key}: must be a whole number from {low} to {high}, got {_show(value)}")
-    return value
-
-
-def _choice(document: Mapping[str, Any], key: str, default: str, allowed: tuple[str, ...]) -> str:
-    if key not in document:
-        return default
-    value = document[key]
-    if value not in allowed:
-        raise InputError(f"{key}: must be one of {', '.join(allowed)}, got {_show(value)}")
-    return str(value)

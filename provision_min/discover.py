@@ -37,6 +37,9 @@ class Observed:
     as_config: dict[str, Any] | None = None
     as_group: dict[str, Any] | None = None
     instances: list[dict[str, Any]] = field(default_factory=list)
+    smn_topic: dict[str, Any] | None = None  # the lifecycle hook's SMN topic (``provision_min.lifecycle``)
+    hook: dict[str, Any] | None = None  # the group's INSTANCE_TERMINATING hook
+    as_configs: list[dict[str, Any]] = field(default_factory=list)  # every one of ours (a rollout leaves old ones)
 
     def ids(self) -> dict[str, Any]:
         """Refs for the ids that exist (the runner adds the ones it creates)."""
@@ -58,6 +61,8 @@ class Observed:
             ids["as_group"] = self.as_group.get("scaling_group_id")
             ids["as_group_status"] = self.as_group.get("scaling_group_status")
         ids["instances"] = [i.get("instance_id") for i in self.instances if i.get("instance_id")]
+        if self.smn_topic:
+            ids["smn_topic"] = self.smn_topic.get("topic_urn")
         return ids
 
     def holds_user_data(self) -> bool:
@@ -66,12 +71,13 @@ class Observed:
 
     def count(self) -> int:
         """How many of the cluster's resources exist (``plan``'s summary: N existing)."""
-        return (sum(1 for one in (self.vpc, self.subnet, self.eip, self.as_config, self.as_group) if one)
+        return (sum(1 for one in (self.vpc, self.subnet, self.eip, self.as_config, self.as_group, self.smn_topic,
+                                  self.hook) if one)
                 + len(self.groups) + len(self.servers))
 
     def empty(self) -> bool:
         return not (self.vpc or self.subnet or self.groups or self.servers or self.eip or self.as_config
-                    or self.as_group)
+                    or self.as_group or self.smn_topic)
 
 
 def _one(items: list[dict[str, Any]], what: str, name: str, id_key: str = "id") -> dict[str, Any] | None:
@@ -106,13 +112,20 @@ def discover(client: OtcClient, topo: Topology, *, with_instances: bool = False)
                     "EIP (bandwidth)", topo.eip_bandwidth_name)
     configs = _list(client.get("as", "/scaling_configuration", {"scaling_configuration_name": topo.as_config_name}),
                     "scaling_configurations")
-    seen.as_config = _one([c for c in configs if c.get("scaling_configuration_name") == topo.as_config_name],
-                          "AS configuration", topo.as_config_name, "scaling_configuration_id")
+    ours = re.compile(re.escape(topo.as_config_name) + r"(-[0-9a-f]{8})?")  # a rollout's are <name>-<digest8>
+    seen.as_configs = [c for c in configs if ours.fullmatch(str(c.get("scaling_configuration_name", "")))]
     groups_as = _list(client.get("as", "/scaling_group", {"scaling_group_name": topo.as_group_name}), "scaling_groups")
     seen.as_group = _one([g for g in groups_as if g.get("scaling_group_name") == topo.as_group_name],
                          "AS group", topo.as_group_name, "scaling_group_id")
+    in_use = seen.as_group.get("scaling_configuration_id") if seen.as_group else None
+    used = [c for c in seen.as_configs if c.get("scaling_configuration_id") == in_use]
+    seen.as_config = used[0] if used else _one(seen.as_configs, "AS configuration", topo.as_config_name,
+                                               "scaling_configuration_id")
     if with_instances and seen.as_group is not None:
         seen.instances = group_instances(client, str(seen.as_group["scaling_group_id"]))
+    from provision_min.lifecycle import discover_lifecycle
+
+    discover_lifecycle(client, topo, seen)
     return seen
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from provision_min.capacity_view import cluster_totals, epoch_of, node_figures
 from provision_min.local.progress import Progress as ProgressView
 from provision_min.local.progress import Row
 from provision_min.status_client import NoAnswer, StatusAccess, StatusAnswer, fetch
@@ -28,6 +29,9 @@ class Readiness:
     problems: tuple[str, ...]  # one per node (or missing node) that is not ready, with its state and reason
     counts: dict[str, Any]
     rendered_at: str | None = None
+    scaler: dict[str, Any] | None = None  # status.json's ``scaler`` (the masters' scaler summary), if any
+    figures: tuple[dict[str, Any], ...] = ()  # per row: capacity and time in state (provision_min.capacity_view)
+    totals: dict[str, Any] | None = None  # status.json's ``totals`` (the agents' CPUs, memory, Alluxio RAM)
 
 
 def assess(answer: StatusAnswer, masters: int, agents: int) -> Readiness:
@@ -49,7 +53,12 @@ def assess(answer: StatusAnswer, masters: int, agents: int) -> Readiness:
               "masters_ready": sum(1 for r in rows if r.role == "master" and r.state == "ready"),
               "agents_ready": sum(1 for r in rows if r.role == "agent" and r.state == "ready")}
     rendered = doc.get("rendered_at")
-    return Readiness(not problems, rows, tuple(problems), counts, rendered if isinstance(rendered, str) else None)
+    scaler = doc.get("scaler")
+    now = epoch_of(rendered)  # time in state by the master's clock: rendered_at - since
+    totals = doc.get("totals")
+    return Readiness(not problems, rows, tuple(problems), counts, rendered if isinstance(rendered, str) else None,
+                     scaler if isinstance(scaler, dict) else None, tuple(node_figures(m, now) for m in members),
+                     totals if isinstance(totals, dict) else cluster_totals(members))
 
 
 def check(access: StatusAccess, masters: int, agents: int) -> Readiness:

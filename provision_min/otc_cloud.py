@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from provision_min.clouds import EXIT_CHANGES, EXIT_FAILED, EXIT_OK
+from provision_min.clouds import EXIT_CHANGES, EXIT_FAILED, EXIT_OK, Access
 from provision_min.config import ClusterConfig
 from provision_min.confirm import Confirmation
 from provision_min.dashboard import Login
@@ -41,10 +41,12 @@ class OtcCloud:
         planned = run_plan(self.config, None if self.offline else self.client(), self.state_path)
         for line in planned.lines if as_json else planned.readable:
             print(line)
-        summary = planned.summary() + ("" if planned.lines or self.offline
+        for line in planned.replacing:  # a changed cluster file: what up replaces after its calls, in order
+            print(line, file=sys.stderr if as_json else sys.stdout)
+        summary = planned.summary() + ("" if planned.lines or planned.pending or self.offline
                                        else f": cluster {self.config.cluster} is complete; up would make no change")
         print(summary, file=sys.stderr if as_json else sys.stdout)  # --json: stdout stays JSON lines only
-        return EXIT_CHANGES if detailed_exitcode and planned.lines else EXIT_OK
+        return EXIT_CHANGES if detailed_exitcode and (planned.lines or planned.pending) else EXIT_OK
 
     def up(self, as_json: bool = False) -> int:
         """Create what is missing and wait; ``as_json``: the lines for a person go to stderr, one JSON object
@@ -83,9 +85,27 @@ class OtcCloud:
         if public_ip:  # then wait until the cluster works, as its master sees it (exit 1 naming who is not ready)
             from provision_min.otc_readiness import wait_after_up
 
-            wait_after_up(config, self.state_path, self.env, str(public_ip), result.agents_desired, self.poller,
-                          sys.stdout)
+            ready = wait_after_up(config, self.state_path, self.env, str(public_ip), result.agents_desired,
+                                  self.poller, sys.stdout)
+            if ready is not None and result.rollout:  # a changed cluster file: replace what it changed
+                self._rollout(result.documents)
+            elif result.rollout:
+                print("provision-min: warning: nodes made from the previous cluster file are not replaced: the "
+                      "masters' status cannot be read to do it safely", file=sys.stderr)
         return EXIT_OK
+
+    def _rollout(self, documents: dict[str, dict[str, Any]]) -> None:
+        from provision_min.otc_scale import as_client
+        from provision_min.rollout_run import all_members, run_rollout
+
+        client = self.client()
+        done = run_rollout(self.config, client, as_client(client), documents,
+                           all_members(self.config, client, self.state_path, self.env), self.poller, sys.stdout)
+        if done.agents_replaced or done.masters_replaced:
+            print(f"cluster {self.config.cluster}: replaced {done.agents_replaced} agent(s) and "
+                  f"{done.masters_replaced} master(s) made from the changed cluster file")
+        for warning in done.warnings:
+            print(f"provision-min: warning: {warning}", file=sys.stderr)
 
     def status(self, as_json: bool) -> int:
         from provision_min.status import render, run_status, with_nodes
@@ -104,18 +124,37 @@ class OtcCloud:
         current = state.load(self.state_path, self.config)
         return dashboard.login(self.config.dashboard, self.state_path, bool(current and current.dashboard_password))
 
-    def scale(self, count: int, as_json: bool = False) -> int:
-        from provision_min.scale import run_scale
+    def scale(self, count: int, as_json: bool = False, wait: bool = True) -> int:
+        """Raise the desired count, or remove the least loaded agents through the lifecycle hook (``scale``)."""
+        from provision_min.otc_scale import as_client, members_source
+        from provision_min.scale import render, run_scale
 
-        scaled = run_scale(self.config, self.client(), count)
+        client = self.client()
+        members = members_source(self.config, client, self.state_path, self.env)
+        scaled = run_scale(self.config, as_client(client), count, members, self.poller,
+                           sys.stderr if as_json else sys.stdout, wait=wait)
+        for warning in scaled.warnings:
+            print(f"provision-min: warning: {warning}", file=sys.stderr)
         if as_json:
             print(json.dumps({"cluster": self.config.cluster, "group": scaled.group, "before": scaled.before,
                               "after": scaled.after, "min": scaled.minimum, "max": scaled.maximum,
-                              "current": scaled.current}))
+                              "current": scaled.current, "removed": [d.as_json() for d in scaled.departures]}))
         else:
-            print(f"AS group {scaled.group}: desired {scaled.before} -> {scaled.after} (min {scaled.minimum}, "
-                  f"max {scaled.maximum}; {scaled.current} instance(s) now)")
+            print("\n".join(render(scaled)))
         return EXIT_OK
+
+    def shell(self, node: str, command: Sequence[str], access: Access, *, root: bool = False) -> int:
+        """``ssh`` to the node through the master's public address (see ``node_access``)."""
+        import subprocess
+
+        from provision_min.node_access import DEFAULT_USER, sudo
+        from provision_min.otc_access import locate
+
+        target, route = locate(self.config, self.client(), node, self.state_path, access.user or DEFAULT_USER,
+                               access.identity)
+        words = sudo(command) if root and command else list(command)
+        argv = route.argv(target, words, tty=not command or sys.stdin.isatty())
+        return subprocess.run(argv, check=False).returncode
 
     def down(self, confirm: Confirmation, as_json: bool = False) -> int:
         from provision_min.down import prepare_down, run_down

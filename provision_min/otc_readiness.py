@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from bootstrap_agent import logs
 from provision_min import state
+from provision_min.capacity_view import figures_text, totals_text
 from provision_min.config import ClusterConfig
 from provision_min.errors import ProvisionError
 from provision_min.local.progress import Progress as ProgressView
@@ -82,17 +83,21 @@ def nodes_report(config: ClusterConfig, state_path: Path, env: Mapping[str, str]
         "complete": readiness.complete,
         "counts": readiness.counts,
         "rendered_at": readiness.rendered_at,
-        "members": [{"hostname": r.name, "role": r.role, "ip": r.ip, "state": r.state, "reason": r.detail}
-                    for r in readiness.rows],
+        "members": [{"hostname": r.name, "role": r.role, "ip": r.ip, "state": r.state, "reason": r.detail,
+                     **(readiness.figures[at] if at < len(readiness.figures) else {})}  # capacity, time in state
+                    for at, r in enumerate(readiness.rows)],
+        "totals": readiness.totals,  # the agents' CPUs, memory and Alluxio RAM, in all and by state
         "problems": list(readiness.problems),
+        "scaler": readiness.scaler,  # the masters' scaler: leader, hold, last decisions (provision_min.scaler_status)
     }
 
 
 def render_nodes(nodes: dict[str, Any]) -> list[str]:
     """``status``'s text lines for the nodes: one per member, then each problem not already on a member's line."""
     members = nodes.get("members") or []
-    lines = [f"  node      {m['hostname']:28} {m['role']:6} {m['ip']:15} {m['state']}"
+    lines = [f"  node      {m['hostname']:28} {m['role']:6} {m['ip']:15} {figures_text(m)}  {m['state']}"
              + (f" ({m['reason']})" if m["reason"] else "") for m in members]
+    lines += totals_text(nodes.get("totals"))
     lines += [f"  not ready: {problem}" for problem in nodes.get("problems") or []
               if not any(problem.startswith(f"{m['role']} {m['ip']} ") for m in members)]
     return lines

@@ -19,6 +19,7 @@ from provision_min import userdata
 from provision_min.config import ClusterConfig
 from provision_min.discover import Observed
 from provision_min.errors import ResourceFailed
+from provision_min.rollout import DIGEST_KEY, digest
 from provision_min.topology import GroupSpec, Rule, Topology
 
 
@@ -95,7 +96,11 @@ def plan_up(
         _group_steps(group, seen, steps)
     _master_steps(config, topo, seen, documents["master"], steps)
     _eip_steps(config, topo, seen, steps)
-    _autoscaling_steps(config, topo, seen, documents["agent"], steps)
+    from provision_min.lifecycle import hook_steps, topic_steps
+    from provision_min.plan_group import autoscaling_steps
+
+    steps.extend(topic_steps(config, seen))
+    autoscaling_steps(config, topo, seen, documents["agent"], steps, hook_steps(config, seen))
     return steps
 
 
@@ -183,7 +188,7 @@ def _master_steps(config: ClusterConfig, topo: Topology, seen: Observed, documen
                     "security_groups": [{"id": Ref(f"sg:{g.name}")} for g in topo.master_groups],
                     "key_name": config.key_name,
                     "user_data": UserData("master", document),
-                    "metadata": {},
+                    "metadata": {DIGEST_KEY: digest(document)},  # what up compares on a changed cluster file
                     "count": 1,
                 }},
                 produces=((f"job:{name}", at("job_id")), (f"server:{name}", at("serverIds", 0))),
@@ -246,66 +251,6 @@ def _port_with_ip(ip: str) -> Extractor:
     return read
 
 
-def _autoscaling_steps(config: ClusterConfig, topo: Topology, seen: Observed, document: dict[str, Any],
-                       steps: list[Step]) -> None:
-    if seen.as_config is None:
-        steps.append(Call(
-            "as_configuration_created", f"AS configuration {topo.as_config_name}", "POST", "as",
-            ("/scaling_configuration",),
-            body={
-                "scaling_configuration_name": topo.as_config_name,
-                "instance_config": {
-                    "flavorRef": config.agent_flavor,
-                    "imageRef": config.image_id,
-                    "disk": [{"size": config.root_volume_gb, "volume_type": config.volume_type, "disk_type": "SYS"}],
-                    "key_name": config.key_name,
-                    "user_data": UserData("agent", document),
-                    "metadata": {},
-                    "security_groups": [{"id": Ref(f"sg:{topo.agent_group.name}")}],
-                },
-            },
-            produces=(("as_config", at("scaling_configuration_id")),),
-        ))
-    resume = Call(
-        "as_group_enabled", f"AS group {topo.as_group_name}", "POST", "as",
-        ("/scaling_group/", Ref("as_group"), "/action"), body={"action": "resume"},
-        wait="group_inservice", wait_ref="as_group", only_if=("as_group_status", "PAUSED"),
-    )
-    group = seen.as_group
-    if group is None:
-        steps.append(Call(
-            "as_group_created", f"AS group {topo.as_group_name}", "POST", "as", ("/scaling_group",),
-            body={
-                "scaling_group_name": topo.as_group_name,
-                "scaling_configuration_id": Ref("as_config"),
-                "desire_instance_number": config.agents.desired,
-                "min_instance_number": config.agents.min,
-                "max_instance_number": config.agents.max,
-                "cool_down_time": 300,
-                "available_zones": [config.availability_zone],
-                "networks": [{"id": Ref("subnet")}],
-                "security_groups": [{"id": Ref(f"sg:{topo.agent_group.name}")}],
-                "vpc_id": Ref("vpc"),
-                "health_periodic_audit_method": "NOVA_AUDIT",
-                "health_periodic_audit_time": 5,
-                "instance_terminate_policy": "OLD_CONFIG_OLD_INSTANCE",
-                "delete_publicip": True,
-            },
-            produces=(("as_group", at("scaling_group_id")),), wait="group_settled", wait_ref="as_group",
-        ))
-        steps.append(resume)
-        return
-    status = group.get("scaling_group_status")
-    if status == "PAUSED":
-        steps.append(resume)
-    elif status == "ERROR":
-        raise ResourceFailed(f"AS group {topo.as_group_name} is in ERROR: check it in the console, or run down and up")
-    elif status == "DELETING":
-        raise ResourceFailed(
-            f"AS group {topo.as_group_name} is being deleted: wait until it is gone, then run up again"
-        )
-
-
 # --- down ------------------------------------------------------------------------------------------------------
 
 
@@ -319,11 +264,14 @@ def plan_down(topo: Topology, seen: Observed) -> list[Step]:
             wait="group_gone", wait_ref="as_group",
         ))
         steps.append(Wait("instances_gone", "instances", f"instances of AS group {topo.as_group_name}"))
-    if seen.as_config is not None:
-        steps.append(Call(
-            "as_configuration_deleted", f"AS configuration {topo.as_config_name}", "DELETE", "as",
-            ("/scaling_configuration/", Ref("as_config")),
+    for config in seen.as_configs or ([seen.as_config] if seen.as_config else []):
+        steps.append(Call(  # every one of ours: a rollout interrupted before it deleted the old one leaves two
+            "as_configuration_deleted", f"AS configuration {config.get('scaling_configuration_name')}", "DELETE",
+            "as", ("/scaling_configuration/", str(config.get("scaling_configuration_id"))),
         ))
+    from provision_min.lifecycle import down_steps
+
+    steps.extend(down_steps(seen, topo.cluster))
     if seen.eip is not None:
         steps.append(Call(
             "eip_deleted", f"EIP {topo.eip_bandwidth_name}", "DELETE", "vpc", ("/publicips/", Ref("eip"))

@@ -12,6 +12,7 @@ from typing import Any
 
 from provision_min.config import ClusterConfig
 from provision_min.discover import Observed, discover, server_ips
+from provision_min.lifecycle import hook_name, topic_name
 from provision_min.otc import OtcClient
 from provision_min.topology import Topology, dashboard_url, topology
 
@@ -72,6 +73,11 @@ def report(config: ClusterConfig, seen: Observed, topo: Topology) -> dict[str, A
         ],
         "public_ip": public_ip,
         "dashboard": dashboard_url(public_ip) if public_ip and eip and eip.get("status") == "ACTIVE" else None,
+        "smn_topic": {"name": topic_name(config.cluster), "status": "present" if seen.smn_topic else "missing",
+                      "urn": (seen.smn_topic or {}).get("topic_urn")},
+        "lifecycle_hook": {"name": hook_name(config.cluster), "status": "present" if seen.hook else "missing",
+                           "default_timeout": (seen.hook or {}).get("default_timeout"),
+                           "default_result": (seen.hook or {}).get("default_result")},
     }
     result["complete"] = bool(
         vpc and vpc.get("status") == "OK" and subnet and subnet.get("status") == "ACTIVE"
@@ -79,6 +85,7 @@ def report(config: ClusterConfig, seen: Observed, topo: Topology) -> dict[str, A
         and all(m["status"] == "ACTIVE" for m in masters)
         and eip and eip.get("status") == "ACTIVE" and seen.as_config
         and group and group.get("scaling_group_status") == "INSERVICE"
+        and seen.smn_topic and seen.hook  # without the hook a removed agent would not drain
     )
     return result
 
@@ -127,9 +134,16 @@ def render(result: dict[str, Any]) -> str:
         detail = (f"desired {group['desired']} (min {group['min']}, max {group['max']}), current {group['current']}"
                   + (", scaling" if group.get("scaling") else ""))
     add("as-group", group["name"], group["status"], detail)
+    topic, hook = result.get("smn_topic"), result.get("lifecycle_hook")
+    if topic and hook:
+        add("smn-topic", topic["name"], topic["status"], topic.get("urn") or "")
+        add("hook", hook["name"], hook["status"], "" if hook["status"] == "missing" else
+            f"INSTANCE_TERMINATING, {hook.get('default_result')} after {hook.get('default_timeout')} s")
     for instance in result["instances"]:
+        leaving = {"REMOVING_WAIT": ": draining, waits for its own callback (lifecycle hook)",
+                   "REMOVING": ": being deleted"}.get(str(instance.get("lifecycle")), "")
         add("instance", instance.get("name") or instance.get("id"), instance.get("lifecycle"),
-            f"health {instance.get('health')} {instance.get('id')}")
+            f"health {instance.get('health')} {instance.get('id')}{leaving}")
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [f"cluster {result['cluster']} ({result['region']}, {result['availability_zone']}): "
              + ("complete" if result["complete"] else "incomplete")]
@@ -138,6 +152,9 @@ def render(result: dict[str, Any]) -> str:
         from provision_min.otc_readiness import render_nodes
 
         lines += render_nodes(result["nodes"])
+        from provision_min import scaler_status
+
+        lines += scaler_status.render(result["nodes"].get("scaler"))
     if result.get("dashboard"):
         lines.append(f"  dashboard: {result['dashboard']}")
     return "\n".join(lines)

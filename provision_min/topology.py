@@ -9,7 +9,8 @@ The rules are the original topology's, adapted to the ports bootstrap-agent rend
   Alluxio web UIs, each at the root of its own server) from ``public_cidr`` (default the world). Only the
   masters get this group, and only the first master gets a public address.
 * ``<cluster>-master`` (masters): Mesos master 5050, Alluxio master 19998/19999, Alluxio embedded journal
-  19200, Alluxio proxy 39999 from the subnet.
+  19200, Alluxio proxy 39999, Alluxio job master 20001-20003 from the subnet; bootstrap-agent's metrics 9110
+  from the subnet (the agents' 1024-60000 covers theirs): never from ``public_cidr``.
 * ``<cluster>-zookeeper`` (masters): ZooKeeper 2181, 2888, 3888 from the subnet.
 * ``<cluster>-agent`` (the autoscaling group, which takes exactly one group): ssh 22 and 1024-60000 from
   the subnet (Mesos agent 5051, Alluxio worker 29999/30000, executors' ports).
@@ -23,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bootstrap_agent.ports import ALLUXIO_UI_PORT, MESOS_UI_PORT
+from bootstrap_agent.ports import ALLUXIO_UI_PORT, MESOS_UI_PORT, METRICS_PORT
 from provision_min.config import ClusterConfig
 
 # bootstrap-agent's dashboards on the master: HTTPS with basic auth (port 80 stays the loopback metadata cache)
@@ -115,7 +116,7 @@ def topology(config: ClusterConfig) -> Topology:
         public_group=GroupSpec(f"{name}-public", "ssh and the https dashboards to the masters",
                                _tcp((22, DASHBOARD_PORT, UI_PORTS), world)),
         master_group=GroupSpec(f"{name}-master", "Mesos and Alluxio masters",
-                               _tcp((5050, 19998, 19999, 19200, 39999), subnet)),
+                               _tcp((5050, 19998, 19999, 19200, 39999, (20001, 20003), METRICS_PORT), subnet)),
         zookeeper_group=GroupSpec(f"{name}-zookeeper", "ZooKeeper ensemble", _tcp((2181, 2888, 3888), subnet)),
         agent_group=GroupSpec(f"{name}-agent", "agents, open to the subnet", _tcp((22, (1024, 60000)), subnet)),
         master_names=tuple(f"{name}-master-{i + 1}" for i in range(config.masters)),

@@ -20,10 +20,13 @@ from provision_min.discover import Observed, check_conflicts, discover
 from provision_min.errors import InputError
 from provision_min.otc import OtcClient
 from provision_min.plan import Call, Step, plan_up
+from provision_min.rollout import plan_rollout
 from provision_min.runner import Runner
 from provision_min.topology import Topology, topology
 from provision_min.userdata import PLACEHOLDER_OPERATOR_ACL_ID, PLACEHOLDER_SECRET
 from provision_min.wait import Poller
+
+OFFLINE_PROJECT = "project-id"  # plan --offline: the agents' lifecycle endpoint before a token names the project
 
 
 @dataclass
@@ -33,15 +36,19 @@ class UpResult:
     bucket: str
     warnings: list[str] = field(default_factory=list)
     agents_desired: int = 0  # the AS group's desired count (the cluster file's for a new group): up waits for them
+    documents: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)  # both roles' user-data (secrets)
+    rollout: bool = False  # the cluster file changed what running nodes are made from: otc_cloud replaces them
 
 
-def documents(config: ClusterConfig, secret: str,
-              current: state.ClusterState | None = None) -> dict[str, dict[str, Any]]:
+def documents(config: ClusterConfig, secret: str, current: state.ClusterState | None = None,
+              as_endpoint: str | None = None) -> dict[str, dict[str, Any]]:
     """Both roles' user-data; the masters' carries the dashboard section made from the state file and the
-    operator credential's digest id (a new cluster's tree starts split; none for a state file without one)."""
+    operator credential's digest id (a new cluster's tree starts split; none for a state file without one);
+    the agents' the ``lifecycle`` hook at ``as_endpoint`` (the catalog's AS API) and ``drain``; with autoscaling
+    enabled, the masters' ``autoscaling`` names the same endpoint and the agents' group."""
     return {"master": config.user_data("master", secret, master_dashboard(config, current),
-                                       operator_acl_id(current)),
-            "agent": config.user_data("agent", secret)}
+                                       operator_acl_id(current), as_endpoint=as_endpoint),
+            "agent": config.user_data("agent", secret, as_endpoint=as_endpoint)}
 
 
 def operator_acl_id(current: state.ClusterState | None) -> str | None:
@@ -88,15 +95,18 @@ def run_up(config: ClusterConfig, client: OtcClient, poller: Poller, state_path:
     current = state.load(state_path, config)  # a broken or readable-by-others state file stops us first
     bucket = obs.check_bucket(config, create=create_bucket)
     topo = topology(config)
-    seen = discover(client, topo)
+    seen = discover(client, topo, with_instances=True)  # instances: an older configuration's are replaced
     check_conflicts(config, topo, seen)
     check_state_for(current, state_path, seen)
     secret = current.secret if current else PLACEHOLDER_SECRET
-    steps: list[Step] = plan_up(config, topo, seen, documents(config, secret, current))
+    as_endpoint = client.endpoints.as_
+    docs = documents(config, secret, current, as_endpoint)
+    steps: list[Step] = plan_up(config, topo, seen, docs)
     if steps and current is None:
         current = state.create(state_path, config)
         log.info("secret_generated", state_file=str(state_path))
-        steps = plan_up(config, topo, seen, documents(config, current.secret, current))
+        docs = documents(config, current.secret, current, as_endpoint)
+        steps = plan_up(config, topo, seen, docs)
     if current is not None:
         logs.register_secrets(current.secret, source="cluster-secret")
         if current.dashboard_tls:
@@ -107,8 +117,10 @@ def run_up(config: ClusterConfig, client: OtcClient, poller: Poller, state_path:
     Runner(client, poller, ids).run(steps)
     log.info("up_complete", cluster=config.cluster, api_calls=len(client.calls))
     desired = seen.as_group.get("desire_instance_number") if seen.as_group else None
-    return UpResult(created=calls, ids=ids, bucket=bucket, warnings=drift_warnings(config, topo, seen),
-                    agents_desired=desired if isinstance(desired, int) else config.agents.desired)
+    rollout = plan_rollout(config, seen, docs)
+    return UpResult(created=calls, ids=ids, bucket=bucket, warnings=drift_warnings(config, topo, seen)
+                    + rollout.blocked(), agents_desired=desired if isinstance(desired, int) else config.agents.desired,
+                    documents=docs, rollout=not rollout.empty)
 
 
 @dataclass
@@ -118,9 +130,12 @@ class PlannedCalls:
     lines: list[str]
     readable: list[str]
     existing: int
+    replacing: list[str] = field(default_factory=list)  # what a changed cluster file replaces (``rollout``)
+    pending: bool = False  # up would replace nodes (``replacing`` may also say what it will not replace)
 
     def summary(self) -> str:
-        return f"plan: {len(self.lines)} to create, {self.existing} existing"
+        return f"plan: {len(self.lines)} to create, {self.existing} existing" + (
+            "; nodes to replace (see above)" if self.pending else "")
 
 
 def run_plan(config: ClusterConfig, client: OtcClient | None, state_path: Path) -> PlannedCalls:
@@ -139,16 +154,22 @@ def run_plan(config: ClusterConfig, client: OtcClient | None, state_path: Path) 
     if client is None:
         seen = Observed()
         base = fallback_endpoints(config.region, "{project_id}").base
+        as_endpoint = fallback_endpoints(config.region, OFFLINE_PROJECT).as_  # the schema wants a real path
     else:
         check_flavors(config, client)  # a flavor the zone lacks, RAM disks the agent flavor cannot hold
-        seen = discover(client, topo)
+        seen = discover(client, topo, with_instances=True)
         check_conflicts(config, topo, seen)
         check_state_for(current, state_path, seen)
         base = client.endpoints.base
+        as_endpoint = client.endpoints.as_
     secret = current.secret if current else PLACEHOLDER_SECRET
-    docs = documents(config, secret, current)
+    docs = documents(config, secret, current, as_endpoint)
     steps = plan_up(config, topo, seen, docs)
     hidden = [secret, *secrets_of(docs["master"]), *secrets_of(docs["agent"])]
     lines = plan_lines(steps, seen.ids(), base, hidden)
     readable = [f"{step.method:<6} {step.resource} ({step.event})" for step in steps if isinstance(step, Call)]
-    return PlannedCalls(lines, readable, seen.count())
+    from provision_min.rollout import plan_rollout
+
+    names = {str(i.get("instance_id")): str(i.get("instance_name")) for i in seen.instances}
+    rollout = plan_rollout(config, seen, docs)
+    return PlannedCalls(lines, readable, seen.count(), rollout.lines(names), not rollout.empty)

@@ -41,6 +41,9 @@ def build(
     credentials: Mapping[str, Any] | None,
     dashboard: Mapping[str, Any] | None = None,
     operator_acl_id: str | None = None,
+    autoscaling: Mapping[str, Any] | None = None,
+    lifecycle: Mapping[str, Any] | None = None,
+    drain: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The schema-1 user-data of one role, validated; ``InputError`` naming the field when the node would refuse it."""
     document: dict[str, Any] = {
@@ -59,6 +62,12 @@ def build(
         document["dashboard"] = copy.deepcopy(dict(dashboard))
     if operator_acl_id is not None:
         document["operator_acl_id"] = operator_acl_id
+    if autoscaling is not None and role == "master":  # the scaler runs on the masters only
+        document["autoscaling"] = copy.deepcopy(dict(autoscaling))
+    if lifecycle is not None:  # agents only (provision_min.lifecycle): the hook that tells a node to leave
+        document["lifecycle"] = dict(lifecycle)
+    if drain is not None:
+        document["drain"] = dict(drain)
     raw = encode_json(document)
     try:
         parse_user_data(raw)

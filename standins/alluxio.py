@@ -22,7 +22,7 @@ from importlib import resources
 from typing import Any
 
 from bootstrap_agent.names import ALLUXIO_VERSIONS, alluxio_keys
-from standins import alluxio_ha, alluxio_start
+from standins import alluxio_data, alluxio_ha, alluxio_start
 from standins.alluxio_start import FORMAT_COMMAND, StartRefused
 from standins.alluxio_webui import web_routes
 from standins.common import (
@@ -42,7 +42,8 @@ from standins.common import (
 )
 from standins.properties import PropertiesError, parse_properties
 
-ROLES = ("master", "worker", "proxy")
+ROLES = ("master", "worker", "proxy", "job_master", "job_worker")
+JOB_ROLES = ("job_master", "job_worker")  # 2.9 only: the job service (v1.8.2 has no AlluxioJobMaster)
 
 _SIZE_UNITS: Mapping[str, int] = {
     "": 1,
@@ -173,6 +174,19 @@ def port_specs(role: str, version: str) -> tuple[PortSpec, ...]:
             PortSpec("rpc", worker_rpc, 29999, web=False),
             PortSpec("web", ("alluxio.worker.web.port",), 30000, web=True),
         )
+    if role == "job_master":  # v2.9.3 PropertyKey JOB_MASTER_RPC_PORT / JOB_MASTER_WEB_PORT
+        return (
+            PortSpec("rpc", ("alluxio.job.master.rpc.port",), 20001, web=False),
+            PortSpec("web", ("alluxio.job.master.web.port",), 20002, web=True),
+            # JOB_MASTER_EMBEDDED_JOURNAL_PORT: its Raft journal, held whatever its role (as the master's 19200)
+            PortSpec("journal", ("alluxio.job.master.embedded.journal.port",), 20003, web=False),
+        )
+    if role == "job_worker":  # JOB_WORKER_RPC_PORT / JOB_WORKER_DATA_PORT / JOB_WORKER_WEB_PORT
+        return (
+            PortSpec("rpc", ("alluxio.job.worker.rpc.port",), 30001, web=False),
+            PortSpec("data", ("alluxio.job.worker.data.port",), 30002, web=False),
+            PortSpec("web", ("alluxio.job.worker.web.port",), 30003, web=True),
+        )
     return (PortSpec("web", ("alluxio.proxy.web.port",), 39999, web=True),)
 
 
@@ -223,6 +237,12 @@ def _bind_host(role: str, properties: Mapping[str, str]) -> str:
         return properties.get("alluxio.master.hostname", "").strip() or "0.0.0.0"
     if role == "worker":
         return properties.get("alluxio.worker.hostname", "").strip() or "0.0.0.0"
+    if role == "job_master":
+        return (properties.get("alluxio.job.master.hostname", "").strip()
+                or properties.get("alluxio.master.hostname", "").strip() or "0.0.0.0")
+    if role == "job_worker":
+        return (properties.get("alluxio.job.worker.hostname", "").strip()
+                or properties.get("alluxio.worker.hostname", "").strip() or "0.0.0.0")
     return properties.get("alluxio.proxy.web.bind.host", "").strip() or "0.0.0.0"
 
 
@@ -245,7 +265,7 @@ def _routes(role: str, version: str, properties: Mapping[str, str], rpc_port: in
         "/": lambda: Response(200, page, "text/html"),
         f"/api/v1/{role}/info": lambda: json_response(info),
     }
-    if role != "proxy":  # the web UI at the real one's absolute paths (alluxio_webui.py)
+    if role in ("master", "worker"):  # the web UI at the real one's absolute paths (alluxio_webui.py)
         routes.update(web_routes(role, version, info))
     return routes
 
@@ -281,6 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key in properties:
             if not is_known_key(version, key):
                 fail(label, f"unknown property {key if key.isprintable() else ascii(key)}")
+        if role in JOB_ROLES and version == "1.8":
+            main_class = "master.AlluxioJobMaster" if role == "job_master" else "worker.AlluxioJobWorker"
+            fail(label, f"Error: Could not find or load main class alluxio.{main_class}")
         if role == FORMAT_COMMAND:
             log_event("journal_formatted", version=version, **alluxio_start.format_command(version, properties, args))
             return 0
@@ -304,6 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rpc_port = servers[-1].server_address[1]
                 rpc_server = servers[-1]
     web_server.routes = _routes(role, version, properties, rpc_port)
+    alluxio_data.attach(role, version, properties, web_server, stop)
     journal = alluxio_ha.embedded_journal(version, properties) if role == "master" else None
     if journal is not None:  # 2.9: the Raft journal's port, and RPC/web served only as the role says
         servers.append(alluxio_ha.start_roles(label, host, journal, properties, rpc_server, web_server, stop))

@@ -36,8 +36,9 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from standins.alluxio_rest import RestHandler
 from standins.alluxio_start import StartRefused, journal_type
-from standins.common import RouteHandler, log_event, tcp_listener
+from standins.common import log_event, tcp_listener
 
 JOURNAL_ADDRESSES_KEY = "alluxio.master.embedded.journal.addresses"
 JOURNAL_PORT_KEY = "alluxio.master.embedded.journal.port"
@@ -178,7 +179,7 @@ def _elect_forever(journal: Journal, stop: threading.Event) -> None:
 # --- what a connection gets ---------------------------------------------------------------------------------
 
 
-class WebHandler(RouteHandler):
+class WebHandler(RestHandler):
     """The web server while this master serves web, else a RejectingServer's accept-and-close."""
 
     def handle(self) -> None:

@@ -7,7 +7,10 @@ the scripts those lines call must be there, shaped like the real ones of the ima
   image without it makes a unit that calls it fail exactly as on a real 1.8 installation. 1.8 starts a
   process from its main class after sourcing ``libexec/alluxio-config.sh`` (as its ``alluxio-start.sh``
   does, in the background; our 1.8 units do it in the foreground).
-* ``bin/alluxio formatJournal`` (both versions) runs ``alluxio.cli.Format master``.
+* ``bin/alluxio formatJournal`` (both versions) runs ``alluxio.cli.Format master``; ``bin/alluxio fs ...`` and
+  ``bin/alluxio fsadmin ...`` run the stand-in CLI (``standins.alluxio_cli``) on the same properties.
+* 2.9's ``launch-process`` also takes ``job_master`` and ``job_worker`` (the job service, v2.9.3
+  ``alluxio.master.AlluxioJobMaster`` / ``alluxio.worker.AlluxioJobWorker``), which 2.9's persist needs.
 * ``libexec/alluxio-config.sh`` sets what the real one sets (home, conf and logs folders, every process'
   ``*_JAVA_OPTS`` with the user's options, the server classpath), and finally points ``$JAVA`` at
   ``libexec/standin-java``, keeping the ``$JAVA`` the caller gave in ``ALLUXIO_STANDIN_JAVA``.
@@ -54,7 +57,7 @@ ALLUXIO_SERVER_CLASSPATH="${{ALLUXIO_CONF_DIR}}/:${{ALLUXIO_CLASSPATH}}:${{ALLUX
 
 # 2.9: the process' defaults first, then ALLUXIO_JAVA_OPTS, then the user's (the later option wins in the JVM).
 _CONFIG_29 = """\
-for _p in MASTER WORKER PROXY; do
+for _p in MASTER WORKER PROXY JOB_MASTER JOB_WORKER; do
   _l="ALLUXIO_${_p}_LOGGER"
   _o="ALLUXIO_${_p}_JAVA_OPTS"
   printf -v "$_o" '%s' " -Dalluxio.logger.type=${!_l:-${_p}_LOGGER} ${ALLUXIO_JAVA_OPTS} ${!_o}"
@@ -99,6 +102,8 @@ case "$main" in
   alluxio.master.AlluxioMaster) role=master ;;
   alluxio.worker.AlluxioWorker) role=worker ;;
   alluxio.proxy.AlluxioProxy) role=proxy ;;
+  alluxio.master.AlluxioJobMaster) role=job_master ;;
+  alluxio.worker.AlluxioJobWorker) role=job_worker ;;
   alluxio.cli.Format)
     if [[ "${{1:-}}" != master ]]; then
       echo "standin-java: alluxio.cli.Format ${{*}}: only 'master' (formatJournal) is modelled" >&2
@@ -129,7 +134,7 @@ while getopts "hc" option; do
 done
 unset _p _l _o
 case "$process" in
-  master|worker|proxy) ;;
+  master|worker|proxy|job_master|job_worker) ;;
   *) usage ;;
 esac
 . "${BIN}/../libexec/alluxio-config.sh"
@@ -145,16 +150,28 @@ case "$process" in
   proxy)
     options="${ALLUXIO_PROXY_JAVA_OPTS}"
     main=alluxio.proxy.AlluxioProxy ;;
+  job_master)
+    options="${ALLUXIO_JOB_MASTER_JAVA_OPTS}"
+    main=alluxio.master.AlluxioJobMaster ;;
+  job_worker)
+    options="${ALLUXIO_JOB_WORKER_JAVA_OPTS}"
+    main=alluxio.worker.AlluxioJobWorker ;;
 esac
 exec ${JAVA} -cp "${ALLUXIO_SERVER_CLASSPATH}" ${options} "${main}"
 """
 
 _ALLUXIO = """\
 BIN="$(cd "$(dirname "$(readlink "$0" || echo "$0")")"; pwd)"
-if [[ "${1:-}" != formatJournal ]]; then
-  echo "alluxio (stand-in): only 'formatJournal' is modelled, not '${1:-}'" >&2
-  exit 1
-fi
+case "${1:-}" in
+  formatJournal) ;;
+  fs|fsadmin)  # the stand-in CLI (standins/alluxio_cli.py), on the same alluxio-site.properties
+    . "${BIN}/../libexec/alluxio-config.sh"
+    exec @PYTHON@ -m standins.alluxio_cli --alluxio-version @VERSION@ \\
+      --conf "${ALLUXIO_CONF_DIR%/}/alluxio-site.properties" "$@" ;;
+  *)
+    echo "alluxio (stand-in): only 'formatJournal', 'fs' and 'fsadmin' are modelled, not '${1:-}'" >&2
+    exit 1 ;;
+esac
 . "${BIN}/../libexec/alluxio-config.sh"
 echo "Formatting Alluxio Master @ $(hostname -f 2>/dev/null || hostname)"
 exec "${JAVA}" -cp "${ALLUXIO_SERVER_CLASSPATH}" ${ALLUXIO_USER_JAVA_OPTS} -Dalluxio.logger.type=Console \\
@@ -177,7 +194,8 @@ def scripts(version: str, python: str) -> dict[str, str]:
         "libexec/alluxio-config.sh": config,
         "libexec/standin-java": header("java (the JVM)") + _STANDIN_JAVA.format(
             python=shlex.quote(python), version=version),
-        "bin/alluxio": header("bin/alluxio") + _ALLUXIO,
+        "bin/alluxio": header("bin/alluxio") + _ALLUXIO.replace("@PYTHON@", shlex.quote(python)).replace(
+            "@VERSION@", version),
     }
     if version != "1.8":
         files["bin/launch-process"] = header("bin/launch-process") + _LAUNCH_PROCESS

@@ -26,7 +26,8 @@ from bootstrap_agent.node_paths import (
 from bootstrap_agent.services.commands import Command, CommandBuilder
 from bootstrap_agent.spark import SHUFFLE_CLASS
 
-ALLUXIO_UNITS = ("alluxio-master", "alluxio-worker", "alluxio-proxy", ALLUXIO_JOURNAL_FORMAT)
+ALLUXIO_UNITS = ("alluxio-master", "alluxio-worker", "alluxio-proxy", "alluxio-job-master", "alluxio-job-worker",
+                 ALLUXIO_JOURNAL_FORMAT)
 TOOL_ENV = {"zeppelin": ZEPPELIN_ENV, "jenkins": JENKINS_ENV}
 
 
@@ -45,7 +46,8 @@ def mesos(service: DesiredService, layout: Layout) -> Command:
 
 
 def alluxio(service: DesiredService, layout: Layout) -> Command:
-    role = "formatJournal" if service.unit == ALLUXIO_JOURNAL_FORMAT else service.unit.split("-", 1)[1]
+    # alluxio-job-master → the stand-in's job_master (bin/launch-process job_master)
+    role = "formatJournal" if service.unit == ALLUXIO_JOURNAL_FORMAT else service.unit[8:].replace("-", "_")
     argv = [*_python("alluxio"), role, "--alluxio-version", str(service.version), "--conf", layout.path(ALLUXIO_SITE)]
     return argv, [ALLUXIO_ENV]
 

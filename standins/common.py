@@ -75,6 +75,8 @@ class RoutedHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     routes: Mapping[str, Route] = {}
     request_route: RequestRoute | None = None
+    body_route: Callable[[str, str, Mapping[str, str], bytes], Response | None] | None = None
+    """POST/PUT/DELETE, for servers whose handler takes them (``standins.alluxio_rest.RestHandler``)."""
 
 
 class _RoutedHTTPServer6(RoutedHTTPServer):

@@ -27,7 +27,6 @@ from standins.common import (
     Response,
     Route,
     fail,
-    http_server,
     install_stop_handlers,
     is_secret_name,
     json_response,
@@ -35,8 +34,10 @@ from standins.common import (
     log_event,
     serve,
 )
+from standins.mesos_agent import AgentRuntime
 from standins.mesos_cgroups import StartupError, check_kill_mode, check_systemd
-from standins.mesos_webui import start_master_ui
+from standins.mesos_http import api_server
+from standins.mesos_master import MasterRuntime
 
 ENV_PREFIX = "MESOS_"
 DEFAULT_PORTS: Mapping[str, int] = {"master": 5050, "agent": 5051}
@@ -355,16 +356,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             fail(f"{program} {version}", str(exc), EXIT_RUNTIME)
     host = flags.get("ip", "0.0.0.0")
     port = int(flags.get("port", DEFAULT_PORTS[role]))
-    server = http_server(f"{program} {version}", host, port)
+    server = api_server(f"{program} {version}", host, port)
     listen = listen_address(server)
     routes = _routes(role, version, flags, listen)
-    if role == "master":  # the web UI and the leader (mesos_webui.py)
-        hostname = flags.get("hostname") or socket.gethostname()
-        server.request_route = start_master_ui(version, flags, hostname, listen, f"master@{listen}", routes)
+    hostname = flags.get("hostname") or socket.gethostname()
+    runtime: MasterRuntime | AgentRuntime
+    if role == "master":  # the web UI, the leader, the cluster view and its APIs (mesos_master.py)
+        runtime = MasterRuntime(version, flags, hostname, listen, routes)
+    else:  # registering with the leader, running tasks (mesos_agent.py)
+        runtime = AgentRuntime(version, flags, hostname, listen, routes, stop)
+    runtime.attach(server)
     server.routes = routes
     log_event("standin_started", program=program, version=version, flags=masked_flags(flags), listen=[listen],
               **({"systemd": systemd} if systemd else {}))
-    return serve([server], stop)
+    try:
+        return serve([server], stop)
+    finally:
+        runtime.close()
 
 
 if __name__ == "__main__":

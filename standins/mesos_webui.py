@@ -18,13 +18,12 @@ masters also need a quorum of the replicated log before they serve as leader; th
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import re
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from standins.common import Response, Route
@@ -73,6 +72,11 @@ class Election:
 
     def leader(self) -> dict[str, Any] | None:
         return self._leader
+
+    @property
+    def client(self) -> Any:
+        """The session, for the stand-in's registry znode beside the group (``mesos_master.py``)."""
+        return self._client
 
     def close(self) -> None:
         """Leave the group at once (the next master leads within a watch), bounded so SIGTERM stays quick."""
@@ -231,15 +235,3 @@ def _page(version: str) -> tuple[bytes, str]:
 </body></html>
 """
     return html.encode(), path
-
-
-def start_master_ui(version: str, flags: Mapping[str, str], hostname: str, listen: str, pid: str,
-                    routes: dict[str, Route]) -> Callable[[str, Mapping[str, str]], Response | None]:
-    """Join the election (with ``--zk``), add the UI's routes to ``routes``, return the request hook."""
-    info = master_info(f"{version}.0", hostname, listen, pid)
-    election = Election(flags["zk"], info).start() if "zk" in flags else None
-    if election is not None:
-        atexit.register(election.close)  # after SIGTERM: leave the group now, not when the session expires
-    web = MasterWebUI(version, info, routes["/state"], election)
-    routes.update(web.routes())
-    return web.request_route

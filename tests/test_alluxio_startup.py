@@ -323,20 +323,21 @@ def heap(options: str) -> int:
     return (int(sizes["Xmx"]) + int(sizes["XX:MaxDirectMemorySize="])) * MiB
 
 
-@pytest.mark.parametrize("memory", [4 * GiB, 16 * GiB, 64 * GiB])
+@pytest.mark.parametrize("memory", [6 * GiB, 16 * GiB, 64 * GiB])
 def test_agent_heaps_are_the_ones_its_memory_plan_reserves(memory: int) -> None:
     env = env_of("agent", memory)
-    assert set(env) == {"ALLUXIO_WORKER_JAVA_OPTS", "ALLUXIO_PROXY_JAVA_OPTS"}
+    assert set(env) == {"ALLUXIO_WORKER_JAVA_OPTS", "ALLUXIO_JOB_WORKER_JAVA_OPTS", "ALLUXIO_PROXY_JAVA_OPTS"}
     worker, proxy = heap(env["ALLUXIO_WORKER_JAVA_OPTS"]), heap(env["ALLUXIO_PROXY_JAVA_OPTS"])
+    jobs = heap(env["ALLUXIO_JOB_WORKER_JAVA_OPTS"])
     split = agent_memory(validate(data("agent")), facts(memory, "10.20.0.60"))
     without = data("agent")
     del without["alluxio"], without["credentials"]
     base = agent_memory(validate(without), facts(memory, "10.20.0.60")).reserved
-    assert split.reserved == base + worker + proxy
+    assert split.reserved == base + worker + proxy + jobs
     assert split.reserved + split.ramdisk + split.mesos <= memory
 
 
-@pytest.mark.parametrize(("memory", "expected"), [(4 * GiB, 768), (16 * GiB, 6400), (64 * GiB, 8192)])
+@pytest.mark.parametrize(("memory", "expected"), [(4 * GiB, 512), (16 * GiB, 6400), (64 * GiB, 8192)])
 def test_master_heap_is_what_the_other_daemons_leave_at_most_8g(memory: int, expected: int) -> None:
     env = env_of("master", memory)
     assert f"-Xms{expected}m -Xmx{expected}m" in env["ALLUXIO_MASTER_JAVA_OPTS"]

@@ -32,7 +32,7 @@ CLUSTER = "eo-boot"
 SECRET = "boot-test-secret-0123456789"
 S3_SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 MASTER_UUID = "5b0c6a32-8d0e-4f59-9d63-7f3c1e0b0a10"
-MASTER_UNITS = ("zookeeper", "mesos-master", "alluxio-master", "alluxio-proxy", "nginx")
+MASTER_UNITS = ("zookeeper", "mesos-master", "alluxio-master", "alluxio-proxy", "alluxio-job-master", "nginx")
 MEMBERS = f"/bootstrap-agent/{CLUSTER}/nodes"
 
 

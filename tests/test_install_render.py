@@ -122,15 +122,16 @@ def test_render_writes_what_once_would_install(tmp_path: Path) -> None:
         "etc/nginx/tls/bootstrap-agent-dashboard.crt", "etc/nginx/tls/bootstrap-agent-dashboard.key",
         "etc/spark/aws-credentials", "etc/spark/conf/spark-defaults.conf", "etc/spark/conf/spark-env.sh",
         "etc/zookeeper/conf/zoo.cfg", "opt/alluxio/conf/alluxio-site.properties", "services.json",
-        "var/lib/bootstrap-agent/www/index.html", "var/lib/bootstrap-agent/www/status.json",
-        "var/lib/zookeeper/data/myid",
+        "var/lib/bootstrap-agent/www/index.html", "var/lib/bootstrap-agent/www/prometheus/targets.json",
+        "var/lib/bootstrap-agent/www/status.json", "var/lib/zookeeper/data/myid",
     ]
     assert mode(out / "opt/alluxio/conf/alluxio-site.properties") == 0o600
     assert mode(out / "etc/spark/aws-credentials") == 0o600  # the S3 keys, for root's spark-shell
     assert mode(out / "etc/nginx/tls/bootstrap-agent-dashboard.key") == 0o600
     assert "dataDir=/var/lib/zookeeper/data\n" in (out / "etc/zookeeper/conf/zoo.cfg").read_text()  # node paths
     services = json.loads((out / "services.json").read_text())
-    assert services["start"] == ["zookeeper", "mesos-master", "alluxio-master", "alluxio-proxy", "nginx"]
+    assert services["start"] == ["zookeeper", "mesos-master", "alluxio-master", "alluxio-proxy", "alluxio-job-master",
+                                 "nginx"]
     assert services["restart"] == []
     secret = json.loads((EXAMPLES / "master.json").read_text())["credentials"]["secret_access_key"]
     assert secret not in result.stderr + result.stdout
@@ -141,7 +142,8 @@ def test_render_writes_what_once_would_install(tmp_path: Path) -> None:
     path = tmp_path / "changed.json"
     path.write_text(json.dumps(changed))
     assert render(tmp_path, "master", out, path).returncode == 0
-    assert json.loads((out / "services.json").read_text())["restart"] == ["alluxio-master", "alluxio-proxy"]
+    assert json.loads((out / "services.json").read_text())["restart"] == ["alluxio-master", "alluxio-proxy",
+                                                                          "alluxio-job-master"]
 
 
 def test_render_refuses_invalid_input_and_writes_nothing(tmp_path: Path) -> None:

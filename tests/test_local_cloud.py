@@ -71,6 +71,20 @@ def test_up_scale_reboot_from_the_stale_copy_and_down(local_cloud: LocalCloud) -
     for folder in ("/var/lib/mesos", "/var/lib/docker"):
         mount = inside(agent_one["pid"], ["findmnt", "-no", "FSTYPE,OPTIONS", folder]).stdout
         assert mount.startswith("tmpfs") and "size=262144k" in mount, (folder, mount)
+    # ssh and logs reach a node by the name status lists: a command runs inside it with its exit code, the
+    # journal of a unit comes from the node's own journald; an unknown name is one line, exit 2.
+    hostname = cloud.run("ssh", f"{c}-agent-1", "--", "hostname; exit 7")
+    assert hostname.returncode == 7 and hostname.stdout.strip() == f"{c}-agent-1", hostname
+    by_ip = cloud.ok("ssh", agent_one["ip"], "--", "cat", "/proc/sys/kernel/hostname")
+    assert by_ip.stdout.strip() == f"{c}-agent-1"
+    journal = cloud.ok("logs", f"{c}-master-1", "-n", "400")
+    assert "member_registered" in journal.stdout and "bootstrap-agent" in journal.stdout, journal.stdout[-2000:]
+    assert secret not in journal.stdout
+    unit_journal = cloud.ok("logs", f"{c}-agent-1", "nginx.service", "--lines", "50")
+    assert "nginx" in unit_journal.stdout.lower()
+    unknown = cloud.run("ssh", f"{c}-agent-9", "--", "true")
+    assert unknown.returncode == 2 and unknown.stderr.strip() == (
+        f"provision-min: {c}-agent-9: no such node in cluster {c} (nodes: {c}-master-1, {c}-agent-1, {c}-agent-2)")
     # `status` (text) shows the group and every member.
     text = cloud.run("status").stdout
     assert "desired 2, 2 instance(s)" in text and text.count(" ready") >= 3 and "complete" in text
@@ -88,14 +102,20 @@ def test_up_scale_reboot_from_the_stale_copy_and_down(local_cloud: LocalCloud) -
     for ip in agents.values():
         assert ip in html, f"{ip} not on the dashboard"
 
-    # -- scale 1: the three newest agents power off and leave ZooKeeper ------------------------------------
+    # -- scale 1: three idle agents drain and leave ZooKeeper -----------------------------------------------
+    # scale picks the least loaded; all four are idle, so among equals the newest three go, each through its
+    # drain (the lifecycle hook): an idle agent notices its removal at its next poll (drain.poll, 15 s by
+    # default), has nothing to wait for, deregisters, calls back CONTINUE itself and powers off.
     scaled_in = cloud.ok("scale", "1")
     report = cloud.status()
     assert ready_names(report) == {f"{c}-master-1", f"{c}-agent-1"} and report["members_listed"] == 2, report
-    # scale returns once ZooKeeper no longer lists them; that came within one session timeout (10 s) of their
-    # poweroff (in fact at once: an agent deletes its own znode before its services stop).
+    for i in (2, 3, 4):
+        leaver = f"{c}-agent-{i} ({agents[f'{c}-agent-{i}']})"
+        assert f"removing {leaver}: idle" in scaled_in.stderr, scaled_in.stderr[-3000:]
+        assert f"{leaver}: clean drain after" in scaled_in.stderr, scaled_in.stderr[-3000:]
+    # scale returns once they are gone: one lifecycle poll, the idle drain and a clean poweroff.
     settled = re.search(r"settled in ([0-9.]+) s", scaled_in.stdout)
-    assert settled is not None and float(settled.group(1)) < 10.0, scaled_in.stdout
+    assert settled is not None and float(settled.group(1)) < 15 + 20.0, scaled_in.stdout
     removed_ips = [agents[f"{c}-agent-{i}"] for i in (2, 3, 4)]
     wait_for("removed agents off the dashboard",
              lambda: not any(ip in https_get(f"https://{master_ip}/", auth=("admin", cloud.dashboard_password()),
@@ -122,6 +142,9 @@ def test_up_scale_reboot_from_the_stale_copy_and_down(local_cloud: LocalCloud) -
     wait_for("agent-1 off", lambda: not by_name(cloud.status())[f"{c}-agent-1"]["running"], timeout=60)
     incomplete = cloud.run("status")
     assert incomplete.returncode == 1 and "NOT complete" in incomplete.stdout
+    off = cloud.run("logs", f"{c}-agent-1")
+    assert off.returncode == 2 and off.stderr.strip() == (
+        f"provision-min: {c}-agent-1: is not running (powered off); provision-min up starts it again"), off
     assert "1 instance(s) started" in cloud.ok("up").stdout
     again = by_name(cloud.status())[f"{c}-agent-1"]
     assert again["uuid"] == back["uuid"] and again["member"]["state"] == "ready"

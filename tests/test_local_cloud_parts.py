@@ -10,12 +10,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from bootstrap_agent.otc_signing import parse_expiry
 from bootstrap_agent.schema import decode_user_data, validate
 from provision_min import cli
 from provision_min import config as config_mod
@@ -89,8 +91,12 @@ def test_each_instance_gets_valid_user_data_and_documented_meta_data(tmp_path: P
     for node in (master, agent):
         metadata_host.publish(paths, config, state, node)
         folder = paths.metadata_dir / node.ip
-        assert {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()} == {"user_data": 0o600,
-                                                                                 "meta_data.json": 0o600}
+        assert {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()} == {
+            "user_data": 0o600, "meta_data.json": 0o600, "securitykey": 0o600}
+        # the agency's temporary keys, fresh per instance, in the documented shape
+        credential = json.loads((folder / "securitykey").read_text())["credential"]
+        assert set(credential) == {"access", "secret", "securitytoken", "expires_at"}
+        assert 3500 < (parse_expiry(credential["expires_at"]) or 0) - time.time() <= 3600
         settings = validate(decode_user_data((folder / "user_data").read_bytes()))
         assert settings.role == node.role and list(settings.masters) == ["10.231.3.10"]
         assert settings.secret == state.secret

@@ -38,7 +38,8 @@ def test_master_configures_itself_and_runs_its_services(make_node: Callable[...,
     run = node.once()
     assert run.returncode == 0, run.stderr
     assert run.named("user_data_fetched")[0]["source"] == "cache"
-    assert set(run.units("started")) == {"zookeeper", "mesos-master", "alluxio-master", "alluxio-proxy", "nginx"}
+    assert set(run.units("started")) == {"zookeeper", "mesos-master", "alluxio-master", "alluxio-proxy",
+                                         "alluxio-job-master", "nginx"}
 
     assert zk_ruok(node, MASTER_IP) == "imok"  # the real ZooKeeper, from the rendered zoo.cfg
     assert (node.root / "var/lib/zookeeper/data/myid").read_text() == "1\n"
@@ -67,7 +68,7 @@ def test_agent_configures_itself_and_runs_its_services(make_node: Callable[..., 
     run = node.once()
     assert run.returncode == 0, run.stderr
     assert set(run.units("started")) == {"var-lib-alluxio-ramdisk.mount", "mesos-agent", "alluxio-worker",
-                                         "alluxio-proxy", "spark-shuffle"}
+                                         "alluxio-proxy", "alluxio-job-worker", "spark-shuffle"}
     state = json.loads(node.get(f"http://{AGENT_IP}:5051/state")[1])
     assert state["flags"]["master"] == f"zk://{MASTER_IP}:2181/mesos"
     assert state["attributes"] == {"az": "eu-de-02"}
@@ -112,7 +113,7 @@ def test_changed_user_data_restarts_only_the_affected_units(make_node: Callable[
     node.set_user_data(user_data("agent", mesos__attributes={"az": "eu-de-01"}, alluxio__block_size="8MB"))
     run = node.once()
     assert run.returncode == 0, run.stderr
-    assert run.units("restarted") == ["alluxio-worker", "alluxio-proxy"]  # each once, in order
+    assert run.units("restarted") == ["alluxio-worker", "alluxio-proxy", "alluxio-job-worker"]  # each once, in order
     assert node.pids()["mesos-agent"] == after["mesos-agent"]
     backup = node.root / "opt/alluxio/conf/alluxio-site.properties.bak"
     assert stat.S_IMODE(backup.stat().st_mode) == 0o600  # the backup of a secret file is secret too
@@ -127,7 +128,7 @@ def test_removed_alluxio_section_stops_alluxio(make_node: Callable[..., Node]) -
     run = node.once()
     assert run.returncode == 0, run.stderr
     assert sorted(e["unit"] for e in run.named("unit_removed")) == [
-        "alluxio-proxy", "alluxio-worker", "var-lib-alluxio-ramdisk.mount"]
+        "alluxio-job-worker", "alluxio-proxy", "alluxio-worker", "var-lib-alluxio-ramdisk.mount"]
     assert set(node.pids()) == {"mesos-agent", "spark-shuffle"}
     assert not (node.root / "etc/systemd/system/var-lib-alluxio-ramdisk.mount").exists()
     assert not node.ns.port_open(AGENT_IP, 30000)

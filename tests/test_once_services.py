@@ -57,7 +57,8 @@ def test_agent_runs_docker_and_spark_shuffle_and_restarts_them_only_when_their_i
     assert run.returncode == 0, run.stderr
     started = run.units("started")
     assert started == ["var-lib-mesos.mount", "var-lib-docker.mount", "var-lib-alluxio-ramdisk.mount", "docker",
-                       "mesos-agent", "alluxio-worker", "alluxio-proxy", "spark-shuffle"]  # folders first
+                       "mesos-agent", "alluxio-worker", "alluxio-proxy", "alluxio-job-worker",
+                       "spark-shuffle"]  # folders first
     assert docker_ping(node).endswith(b"OK")
     assert node.ns.port_open(AGENT_IP, 7337)  # the shuffle service, on the node's address
     state = json.loads(node.get(f"http://{AGENT_IP}:5051/state")[1])

@@ -88,6 +88,7 @@ def test_master_zookeeper_and_mesos_quorum(count: int) -> None:
         assert env["MESOS_QUORUM"] == str(count // 2 + 1)
         assert env["MESOS_IP"] == MASTERS[position]
         assert [s.unit for s in p.services] == ["zookeeper", "mesos-master", "alluxio-master", "alluxio-proxy",
+                                                "alluxio-job-master",
                                                 "nginx"]
 
 
@@ -117,7 +118,8 @@ def test_agent_mesos_flags() -> None:
     assert env["MESOS_EXECUTOR_REGISTRATION_TIMEOUT"] == "5mins"  # docker pulls are slow
     assert env["MESOS_DOCKER_SOCKET"] == "/run/docker.sock"
     assert [s.unit for s in p.services] == [
-        "var-lib-alluxio-ramdisk.mount", "docker", "mesos-agent", "alluxio-worker", "alluxio-proxy", "spark-shuffle"]
+        "var-lib-alluxio-ramdisk.mount", "docker", "mesos-agent", "alluxio-worker", "alluxio-proxy",
+        "alluxio-job-worker", "spark-shuffle"]
 
 
 def test_agent_flags_override_defaults_and_reach_the_file() -> None:
@@ -129,7 +131,7 @@ def test_agent_flags_override_defaults_and_reach_the_file() -> None:
 
 
 def test_ramdisk_auto_leaves_room_for_mesos() -> None:
-    for memory in (4 * GiB, 16 * GiB, 64 * GiB, 256 * GiB):
+    for memory in (6 * GiB, 16 * GiB, 64 * GiB, 256 * GiB):  # below 6 GiB everything an agent runs leaves too little
         p = plan(validate(user_data()), facts(memory=memory))
         ramdisk = parse_size(properties(p)["alluxio.worker.ramdisk.size"])
         mesos_mb = int(parse_environment_file(text(p, MESOS_AGENT_ENV))["MESOS_RESOURCES"].split("mem:")[1])
@@ -305,8 +307,9 @@ def test_dashboard_tls_and_auth() -> None:
 
     off = plan(validate(user_data("master", dashboard={"auth": False})), master)
     off_conf = text(off, NGINX_DASHBOARD)
-    assert "auth_basic" not in off_conf and off_conf.count("return 403") == 1  # the pages open, the status not:
+    assert "auth_basic" not in off_conf and off_conf.count("return 403") == 2  # the pages open, the status not:
     assert 'location = /status.json {\n        default_type text/plain;\n        return 403' in off_conf
+    assert 'location /prometheus/ {\n        default_type text/plain;\n        return 403' in off_conf  # nor targets
 
     with pytest.raises(InvalidInput) as info:
         plan(validate(user_data("master")), Facts(ip=MASTER_IP, hostname="m", cpus=2, memory=8 * GiB,
@@ -320,7 +323,8 @@ def test_master_renders_the_cluster_status_document_from_its_members() -> None:
 
     members = (
         {"uuid": "u-2", "role": "agent", "ip": "10.20.0.31", "hostname": "a1", "state": "bootstrapping",
-         "reason": "mesos-agent not listening", "services": {"mesos-agent": "activating"}, "since": 1_800_000_000.5},
+         "reason": "mesos-agent not listening", "services": {"mesos-agent": "activating"}, "since": 1_800_000_000.5,
+         "capacity": {"cpus": 4, "memory_bytes": 16 << 30, "alluxio_bytes": 4 << 30}},
         {"uuid": "u-1", "role": "master", "ip": MASTER_IP, "hostname": "m1", "state": "ready", "reason": "",
          "services": {"zookeeper": "active"}, "since": 1_800_000_000},
     )
@@ -330,12 +334,18 @@ def test_master_renders_the_cluster_status_document_from_its_members() -> None:
     assert doc == {
         "schema": 1, "cluster": doc["cluster"], "rendered_at": "2027-01-15T08:01:00Z",
         "counts": {"members": 2, "ready": 1, "masters": 1, "masters_ready": 1, "agents": 1, "agents_ready": 0},
+        "totals": {"agents": 1, "masters": 1, "unreported": 0, "cpus": 4, "memory_bytes": 16 << 30,
+                   "alluxio_bytes": 4 << 30, "by_state": {
+                       "bootstrapping": {"agents": 1, "cpus": 4, "memory_bytes": 16 << 30, "alluxio_bytes": 4 << 30},
+                       **{state: {"agents": 0, "cpus": 0, "memory_bytes": 0, "alluxio_bytes": 0}
+                          for state in ("ready", "degraded", "draining")}}},
         "members": [
             {"uuid": "u-1", "role": "master", "ip": MASTER_IP, "hostname": "m1", "state": "ready", "reason": "",
              "services": {"zookeeper": "active"}, "since": "2027-01-15T08:00:00Z"},
             {"uuid": "u-2", "role": "agent", "ip": "10.20.0.31", "hostname": "a1", "state": "bootstrapping",
              "reason": "mesos-agent not listening", "services": {"mesos-agent": "activating"},
-             "since": "2027-01-15T08:00:00Z"},
+             "since": "2027-01-15T08:00:00Z",
+             "capacity": {"cpus": 4, "memory_bytes": 16 << 30, "alluxio_bytes": 4 << 30}},
         ],
     }
     assert rendered.file(DASHBOARD_STATUS).mode == 0o644  # nginx reads it; only the password guards it

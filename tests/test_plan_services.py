@@ -74,7 +74,7 @@ def test_agent_services_start_after_their_config_in_dependency_order() -> None:
     p = plan(validate(data), facts())
     units = [s.unit for s in p.services]
     assert units == ["var-lib-mesos.mount", "var-lib-docker.mount", "var-lib-alluxio-ramdisk.mount", "docker",
-                     "mesos-agent", "alluxio-worker", "alluxio-proxy", "spark-shuffle"]
+                     "mesos-agent", "alluxio-worker", "alluxio-proxy", "alluxio-job-worker", "spark-shuffle"]
     by_unit = {s.unit: s for s in p.services}
     assert by_unit["docker"].inputs == (DOCKER_DAEMON_JSON,) and by_unit["docker"].requires == ("var-lib-docker.mount",)
     assert by_unit["docker"].sockets == ("/run/docker.sock",)  # up only once dockerd has bound its API socket
@@ -99,7 +99,7 @@ def test_no_docker_without_the_docker_containerizer_and_no_shuffle_when_off() ->
     data["spark"] = {"shuffle_service": False}
     p = plan(validate(data), facts())
     assert [s.unit for s in p.services] == ["var-lib-alluxio-ramdisk.mount", "mesos-agent", "alluxio-worker",
-                                            "alluxio-proxy"]
+                                            "alluxio-proxy", "alluxio-job-worker"]
     assert DOCKER_DAEMON_JSON not in [f.path for f in p.files]
     assert "MESOS_DOCKER_SOCKET" not in parse_environment_file(text(p, MESOS_AGENT_ENV))
     data["spark"] = {"shuffle_port": 17337}
@@ -140,7 +140,7 @@ def test_ram_folders_are_tmpfs_mount_units_sized_from_memory(memory: int) -> Non
 @pytest.mark.parametrize(("field", "value", "memory"), [
     ("mesos.work_dir_ramdisk", "20GB", 32 * GiB),
     ("mesos.docker_ramdisk", "24GB", 32 * GiB),
-    ("mesos.work_dir_ramdisk", "2GB", 12 * GiB),  # with Alluxio's 8GB
+    ("mesos.work_dir_ramdisk", "2GB", 13 * GiB),  # with Alluxio's 8GB
 ])
 def test_ram_folders_that_cannot_fit_are_an_input_error_naming_the_field(field: str, value: str, memory: int) -> None:
     data = user_data()

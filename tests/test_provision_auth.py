@@ -230,7 +230,7 @@ def test_endpoints_come_from_the_catalog(tmp_path: Path, capsys: pytest.CaptureF
         assert result.code == 0, result.err
         hosts = {c.url.split("/")[2] for c in cloud.calls}
         assert hosts == {"iam.eu-de.otc.t-systems.com", "network.cloud.example", "compute.cloud.example",
-                         "scaling.cloud.example"}
+                         "scaling.cloud.example", "smn.eu-de.otc.t-systems.com"}  # SMN: not in this catalog
         assert cloud.violations == []
 
 
@@ -245,7 +245,7 @@ def test_a_service_missing_from_the_catalog_falls_back_to_the_documented_host() 
     assert endpoints.vpc == "https://vpc.eu-de.example/v1/p1"
     assert endpoints.ecs == "https://ecs.eu-de.otc.t-systems.com/v1/p1"
     assert endpoints.as_ == "https://as.eu-de.otc.t-systems.com/autoscaling-api/v1/p1"
-    assert fallback == ["ecs", "as"]
+    assert fallback == ["ecs", "as", "smn"]
 
 
 def test_load_auth_refuses_a_non_password_auth_type(tmp_path: Path) -> None:

@@ -212,16 +212,16 @@ def test_log_lines_only_on_request(env: Env, cloud: FakeOtc) -> None:
 
 def test_plan_ends_with_a_summary_and_has_an_exit_code_for_pending_changes(env: Env, cloud: FakeOtc) -> None:
     offline = env.run("plan", "--offline")
-    assert offline.code == 0 and offline.lines[-1] == "plan: 26 to create, 0 existing"
+    assert offline.code == 0 and offline.lines[-1] == "plan: 30 to create, 0 existing"
     assert offline.lines[0] == "POST   vpc analytics11-vpc (vpc_created)"
     assert env.run("plan", "--offline", "--detailed-exitcode").code == 3
     as_json = env.run("plan", "--offline", "--json")
     assert all(json.loads(line)["method"] for line in as_json.lines)  # stdout: only the calls
-    assert as_json.err == "plan: 26 to create, 0 existing\n"
+    assert as_json.err == "plan: 30 to create, 0 existing\n"
 
     assert env.run("up").code == 0
     complete = env.run("plan", "--detailed-exitcode")
-    assert complete.code == 0 and complete.lines[-1].startswith("plan: 0 to create, 10 existing")
+    assert complete.code == 0 and complete.lines[-1].startswith("plan: 0 to create, 12 existing")
 
 
 def test_scale_reports_json_on_request(env: Env, cloud: FakeOtc) -> None:

@@ -77,17 +77,19 @@ def test_plan_offline_lists_the_calls_of_up_in_order(env: Env) -> None:
     assert summary[1] == ("POST", "/v1/{project_id}/subnets")
     groups = [s for s in summary if s[1].endswith("/security-groups")]
     assert groups == [("POST", "/v1/{project_id}/security-groups")] * 4
-    assert len([s for s in summary if s[1].endswith("/security-group-rules")]) == 13
-    assert summary[-7:] == [
+    assert len([s for s in summary if s[1].endswith("/security-group-rules")]) == 15
+    assert summary[-9:] == [
         ("POST", "/v1/{project_id}/cloudservers"),
         ("POST", "/v1/{project_id}/publicips"),
         ("GET", "/v1/{project_id}/cloudservers/{server:analytics11-master-1}/os-interface"),
         ("PUT", "/v1/{project_id}/publicips/{eip}"),
+        ("POST", "/v2/{project_id}/notifications/topics"),
         ("POST", "/autoscaling-api/v1/{project_id}/scaling_configuration"),
         ("POST", "/autoscaling-api/v1/{project_id}/scaling_group"),
+        ("POST", "/autoscaling-api/v1/{project_id}/scaling_lifecycle_hook/{as_group}"),
         ("POST", "/autoscaling-api/v1/{project_id}/scaling_group/{as_group}/action"),
     ]
-    assert len(summary) == 2 + 4 + 13 + 7
+    assert len(summary) == 2 + 4 + 15 + 9
     world = [c["body"]["security_group_rule"] for c in calls if c["url"].endswith("/security-group-rules")
              and c["body"]["security_group_rule"]["remote_ip_prefix"] == "0.0.0.0/0"]
     assert {(r["security_group_id"], r["port_range_min"]) for r in world} == {
@@ -122,7 +124,7 @@ def test_plan_on_a_complete_cluster_prints_nothing(env: Env, cloud: FakeOtc) -> 
     result = env.run("plan", "--detailed-exitcode")
 
     assert result.code == 0, result.err  # 0: nothing pending
-    assert result.out == "plan: 0 to create, 10 existing: cluster analytics11 is complete; up would make no change\n"
+    assert result.out == "plan: 0 to create, 12 existing: cluster analytics11 is complete; up would make no change\n"
     assert {c.method for c in cloud.calls[start:]} == {"GET"}
 
 

@@ -41,8 +41,8 @@ def env(tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.M
     return desk
 
 
-COMPLETE = {"vpcs": 1, "subnets": 1, "security_groups": 4, "rules": 13, "masters": 1, "instances": 2, "eips": 1,
-            "as_configurations": 1, "as_groups": 1}
+COMPLETE = {"vpcs": 1, "subnets": 1, "security_groups": 4, "rules": 15, "masters": 1, "instances": 2, "eips": 1,
+            "as_configurations": 1, "as_groups": 1, "smn_topics": 1, "lifecycle_hooks": 1}
 
 
 def secrets_of(env: Env, s3: S3Server, cloud: FakeOtc) -> list[str]:
@@ -296,8 +296,8 @@ def test_down_removes_everything_in_reverse_order_and_waits_for_the_instances(en
     deletes = [(c.method, c.service, c.path.split("/")[1]) for c in calls if c.method == "DELETE"
                or c.path == "/cloudservers/delete"]
     kinds = [kind for _, _, kind in deletes]
-    assert kinds == ["scaling_group", "scaling_configuration", "publicips", "cloudservers", "security-groups",
-                     "security-groups", "security-groups", "security-groups", "vpcs", "vpcs"]
+    assert kinds == ["scaling_group", "scaling_configuration", "notifications", "publicips", "cloudservers",
+                     "security-groups", "security-groups", "security-groups", "security-groups", "vpcs", "vpcs"]
     group_delete = next(c for c in calls if c.method == "DELETE" and c.path.startswith("/scaling_group/"))
     assert group_delete.query == {"force_delete": "yes"}
     # Each instance was polled until the API said it is gone, before anything it used was removed.
@@ -401,4 +401,4 @@ def test_api_call_counts(env: Env, cloud: FakeOtc) -> None:
     mutating_up = sum(1 for c in cloud.calls[:n_up_empty] if c.method != "GET" and c.service != "iam")
     print(f"\nAPI calls: up on an empty project {n_up_empty} (1 token, {mutating_up} POST/PUT); "
           f"up on a complete cluster {n_up_complete} (all GET, token reused); down {n_down}")
-    assert (n_up_empty, mutating_up, n_up_complete, n_down) == (46, 25, 7, 30)
+    assert (n_up_empty, mutating_up, n_up_complete, n_down) == (51, 29, 10, 33)  # metrics rule; instance list (rollout)

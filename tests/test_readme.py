@@ -28,6 +28,12 @@ EXERCISED: dict[str, str] = {
     "provision-min up --cloud local": LOCAL,
     "provision-min status --cloud local": LOCAL,
     "provision-min scale 4 --cloud local": LOCAL,
+    "provision-min ssh analytics11-agent-1 --cloud local": LOCAL,
+    "provision-min logs analytics11-master-1 --cloud local": LOCAL,
+    "provision-min ssh analytics11-master-1 --config":
+        "tests/test_node_access.py::test_otc_ssh_goes_through_the_masters_public_address",
+    "provision-min logs analytics11-master-1 mesos-master --config":
+        "tests/test_node_access.py::test_otc_ssh_goes_through_the_masters_public_address",
     "provision-min down --cloud local": LOCAL,
     "provision-min image build":
         "tests/test_image_build.py::test_image_build_makes_its_own_network_and_prints_the_image_id",

@@ -48,13 +48,20 @@ def test_status_document_behind_the_password_and_read_with_the_pinned_certificat
 
     answer = master.wait_for("master and agent ready in status.json", both_ready, timeout=60)
     doc = answer.document
-    assert set(doc) == {"schema", "cluster", "rendered_at", "counts", "members"}
+    assert set(doc) == {"schema", "cluster", "rendered_at", "counts", "totals", "members"}
     assert doc["schema"] == 1 and doc["cluster"] == "eo-live"
     assert doc["counts"] == {"members": 2, "ready": 2, "masters": 1, "masters_ready": 1, "agents": 1,
                              "agents_ready": 1}
     assert [m["role"] for m in doc["members"]] == ["master", "agent"]
     first = doc["members"][1]
-    assert set(first) == {"uuid", "role", "ip", "hostname", "state", "reason", "services", "since"}
+    assert set(first) == {"uuid", "role", "ip", "hostname", "state", "reason", "services", "since", "load",
+                          "capacity"}
+    # What the agent has (its facts; no Alluxio here), and the cluster's totals of it (issue 17).
+    capacity = first["capacity"]
+    assert capacity["cpus"] >= 1 and capacity["memory_bytes"] > 1 << 28 and capacity["alluxio_bytes"] == 0
+    assert doc["totals"]["agents"] == 1 and doc["totals"]["masters"] == 1
+    assert doc["totals"]["by_state"]["ready"] == {"agents": 1, **capacity}
+    assert set(first["load"]) == {"tasks", "frameworks", "cache_bytes", "unpersisted_bytes"}  # scale's victim choice
     assert first["ip"] == agent.ip and first["uuid"] == agent.uuid and first["state"] == "ready"
     assert first["services"] == {"mesos-agent": "active", "spark-shuffle": "active"}
     assert first["since"].endswith("Z") and doc["rendered_at"].endswith("Z")

@@ -31,7 +31,8 @@ from bootstrap_agent.services.zookeeper_cmd import ZooKeeperNotInstalled, java_c
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 UNITS = PROJECT_DIR / "systemd"
 STANDINS = UNITS / "standins"
-MANAGED = ("zookeeper", "mesos-master", "mesos-agent", "alluxio-master", "alluxio-worker", "alluxio-proxy")
+MANAGED = ("zookeeper", "mesos-master", "mesos-agent", "alluxio-master", "alluxio-worker", "alluxio-proxy",
+           "alluxio-job-master", "alluxio-job-worker")
 TOOLS = ("spark-shuffle", "zeppelin", "jenkins")  # issue 7: our units whose stand-ins need no version
 VENV_PYTHON = "/opt/bootstrap-agent/venv/bin/python"
 STANDIN_VERSIONS = {"BOOTSTRAP_AGENT_MESOS_VERSION": "1.11", "BOOTSTRAP_AGENT_ALLUXIO_VERSION": "2.9"}
@@ -204,6 +205,8 @@ def test_zookeeper_unit_runs_zookeeper_cmd_command_line() -> None:
     ("alluxio-master", "/opt/alluxio/bin/launch-process", ALLUXIO_ENV),
     ("alluxio-worker", "/opt/alluxio/bin/launch-process", ALLUXIO_ENV),
     ("alluxio-proxy", "/opt/alluxio/bin/launch-process", ALLUXIO_ENV),
+    ("alluxio-job-master", "/opt/alluxio/bin/launch-process", ALLUXIO_ENV),
+    ("alluxio-job-worker", "/opt/alluxio/bin/launch-process", ALLUXIO_ENV),
 ])
 def test_real_units_read_the_rendered_files(unit: str, program: str, env_file: str) -> None:
     entries = effective(unit)

@@ -19,6 +19,7 @@ from bootstrap_agent.node_paths import (
 )
 from bootstrap_agent.plan.alluxio import alluxio_worker
 from bootstrap_agent.plan.common import mesos_env, mesos_url, spark_client, zk_url
+from bootstrap_agent.plan.drain import drain_stop_timeout
 from bootstrap_agent.plan.memory import SPARK_SHUFFLE_HEAP, agent_memory
 from bootstrap_agent.plan.mounts import mount
 from bootstrap_agent.plan.part import Part
@@ -68,7 +69,7 @@ def agent(settings: Settings, facts: Facts, layout: Layout) -> Part:
     part += spark_client(settings, facts, layout)
     if settings.spark.shuffle_service:
         part += _shuffle_service(settings, facts, layout, work_mount.units)
-    return part
+    return part + drain_stop_timeout(settings)
 
 
 def _docker(layout: Layout, requires: tuple[str, ...]) -> Part:

@@ -12,6 +12,10 @@ from bootstrap_agent.node_paths import ALLUXIO_ENV, ALLUXIO_JOURNAL_FORMAT, ALLU
 from bootstrap_agent.plan.part import Part
 from bootstrap_agent.ports import (
     ALLUXIO_EMBEDDED_JOURNAL_PORT,
+    ALLUXIO_JOB_MASTER_JOURNAL,
+    ALLUXIO_JOB_MASTER_RPC,
+    ALLUXIO_JOB_MASTER_WEB,
+    ALLUXIO_JOB_WORKER_PORTS,
     ALLUXIO_MASTER_RPC,
     ALLUXIO_MASTER_WEB,
     ALLUXIO_PROXY_WEB,
@@ -30,10 +34,12 @@ def alluxio_master(settings: Settings, facts: Facts, layout: Layout) -> Part:
     heap = alluxio_jvm.master_memory(settings, facts).alluxio_heap
     files = (_site(settings, facts, layout, "master", None), *_env(settings, facts, layout, "master", heap))
     version = settings.alluxio.version
+    jobs = (_job_master(facts, version, len(settings.masters)),) if alluxio_jvm.has_job_service(version) else ()
     return Part(files, (
         DesiredService("alluxio-master", INPUTS, _master_ready(facts, len(settings.masters)), version,
                        first_start=ALLUXIO_JOURNAL_FORMAT),
         _proxy(facts, version),
+        *jobs,
     ))
 
 
@@ -42,15 +48,27 @@ def alluxio_worker(settings: Settings, facts: Facts, layout: Layout, ramdisk: in
     assert settings.alluxio is not None
     files = (_site(settings, facts, layout, "worker", ramdisk), *_env(settings, facts, layout, "worker"))
     version = settings.alluxio.version
+    jobs = ((DesiredService("alluxio-job-worker", INPUTS, tuple((facts.ip, p) for p in ALLUXIO_JOB_WORKER_PORTS),
+                            version),) if alluxio_jvm.has_job_service(version) else ())
     return Part(files, (
         DesiredService("alluxio-worker", INPUTS, tuple((facts.ip, port) for port in ALLUXIO_WORKER_PORTS[version]),
                        version, requires=requires),
         _proxy(facts, version),
+        *jobs,
     ))
 
 
 def _proxy(facts: Facts, version: str) -> DesiredService:
     return DesiredService("alluxio-proxy", INPUTS, ((facts.ip, ALLUXIO_PROXY_WEB),), version)
+
+
+def _job_master(facts: Facts, version: str, masters: int) -> DesiredService:
+    """The job master beside the master. With several masters only the primary job master serves RPC and web
+    (v2.9.3 ``AlluxioJobMasterProcess`` runs the same primary-only services as the master), so a standby shows
+    itself by its embedded journal's port, as the master does."""
+    ready = (((facts.ip, ALLUXIO_JOB_MASTER_JOURNAL),) if masters > 1
+             else ((facts.ip, ALLUXIO_JOB_MASTER_RPC), (facts.ip, ALLUXIO_JOB_MASTER_WEB)))
+    return DesiredService("alluxio-job-master", INPUTS, ready, version)
 
 
 def _master_ready(facts: Facts, masters: int) -> tuple[tuple[str, int], ...]:
@@ -80,6 +98,19 @@ def _site(settings: Settings, facts: Facts, layout: Layout, role: str, ramdisk: 
         props["alluxio.master.embedded.journal.addresses"] = ",".join(
             f"{ip}:{ALLUXIO_EMBEDDED_JOURNAL_PORT}" for ip in masters
         )
+    if alluxio_jvm.has_job_service(alluxio.version):
+        # The job service finds its masters the way the file system does: by this node's address on a master,
+        # by the masters' list with several (RPC and journal ports of the job master's own).
+        if role == "master":
+            props["alluxio.job.master.hostname"] = facts.ip
+        else:
+            props["alluxio.job.worker.hostname"] = facts.ip
+        if len(masters) > 1:
+            props["alluxio.job.master.rpc.addresses"] = ",".join(f"{ip}:{ALLUXIO_JOB_MASTER_RPC}" for ip in masters)
+            props["alluxio.job.master.embedded.journal.addresses"] = ",".join(
+                f"{ip}:{ALLUXIO_JOB_MASTER_JOURNAL}" for ip in masters)
+        elif role != "master":
+            props["alluxio.job.master.hostname"] = masters[0]
     if role == "master":
         props["alluxio.master.journal.folder"] = layout.path("/var/lib/alluxio/journal")
     props["alluxio.work.dir"] = layout.path("/var/lib/alluxio")
@@ -117,7 +148,8 @@ def _env(
     """The Alluxio units' EnvironmentFile: the processes' heaps (``alluxio_jvm``) and, with an ECS agency, the
     AWS profile file (``_agency_files``), which comes first."""
     agency, variables = _agency_files(settings, facts, layout)
-    variables = alluxio_jvm.java_opts_variables(role, master_heap) + variables
+    assert settings.alluxio is not None
+    variables = alluxio_jvm.java_opts_variables(role, master_heap, settings.alluxio.version) + variables
     return (*agency, text_file(ALLUXIO_ENV, render("alluxio.env.j2", cluster=settings.cluster, variables=variables)))
 
 

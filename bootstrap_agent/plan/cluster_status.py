@@ -14,8 +14,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
+from operator import itemgetter
 from typing import Any
+
+from bootstrap_agent.capacity import Share, add_up, share
+from bootstrap_agent.plan.fragments import Last, Memo
 
 STATUS_SCHEMA = 1
 ROLES = ("master", "agent")
@@ -29,8 +34,11 @@ def iso_time(epoch: Any) -> str | None:
 
 
 def member_entry(member: Mapping[str, Any]) -> dict[str, Any]:
+    """One member for programs; an agent's ``load`` and a draining node's ``drain`` only when it reports them
+    (``provision-min scale`` picks victims by the one and reports progress from the other)."""
     services = member.get("services")
-    return {
+    extra = {key: dict(member[key]) for key in ("load", "drain", "capacity") if isinstance(member.get(key), Mapping)}
+    return {**extra,
         "uuid": str(member.get("uuid", "")),
         "role": str(member.get("role", "")),
         "ip": str(member.get("ip", "")),
@@ -44,23 +52,58 @@ def member_entry(member: Mapping[str, Any]) -> dict[str, Any]:
 
 def counts(members: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """How many members there are and how many are ready, in all and per role."""
-    listed = list(members)
-    result = {"members": len(listed), "ready": sum(1 for m in listed if m["state"] == "ready")}
+    listed = list(members)  # counted in C: a master counts 10,000 members on every change
+    tally = Counter(zip(map(itemgetter("role"), listed), map(itemgetter("state"), listed), strict=True))
+    result = {"members": len(listed), "ready": sum(n for (_, state), n in tally.items() if state == "ready")}
     for role in ROLES:
-        mine = [m for m in listed if m["role"] == role]
-        result[f"{role}s"] = len(mine)
-        result[f"{role}s_ready"] = sum(1 for m in mine if m["state"] == "ready")
+        result[f"{role}s"] = sum(n for (r, _), n in tally.items() if r == role)
+        result[f"{role}s_ready"] = tally[(role, "ready")]
     return result
 
 
-def status_document(cluster: str, members: Iterable[Mapping[str, Any]], read_at: float | None) -> str:
-    """The JSON text of ``status.json``: cluster, when it was read, counts, every member (masters first)."""
-    entries = sorted((member_entry(m) for m in members), key=lambda m: (m["role"] != "master", m["ip"], m["uuid"]))
+def _piece(member: Mapping[str, Any]) -> tuple[tuple[bool, str, str], dict[str, Any], str]:
+    """A member's sort key, its entry (for the counts) and its JSON text indented as inside the document."""
+    entry = member_entry(member)
+    text = "  " + json.dumps(entry, indent=1, sort_keys=True).replace("\n", "\n  ")
+    return (entry["role"] != "master", entry["ip"], entry["uuid"]), entry, text
+
+
+_PIECES: Memo[tuple[tuple[bool, str, str], dict[str, Any], str]] = Memo(_piece)
+
+
+def status_document(cluster: str, members: Iterable[Mapping[str, Any]], read_at: float | None, *,
+                    scaler: Mapping[str, Any] | None = None) -> str:
+    """The JSON text of ``status.json``: cluster, when it was read, counts, every member (masters first).
+
+    Byte for byte ``json.dumps(document, indent=1, sort_keys=True)``, but each member's text is made once per
+    version of the member (``plan.fragments``), so a master's pass costs what changed, not the cluster's size.
+    """
+    members = members if isinstance(members, tuple) else tuple(members)
+    tally, listed = _MEMBERS.get(members)
     document = {
         "schema": STATUS_SCHEMA,
         "cluster": cluster,
         "rendered_at": iso_time(read_at),
-        "counts": counts(entries),
-        "members": entries,
+        "counts": tally,
+        "totals": TOTALS.get(members),  # the agents' CPUs, memory, Alluxio RAM, in all and by state (capacity.py)
+        "members": [],
     }
-    return json.dumps(document, indent=1, sort_keys=True) + "\n"
+    if scaler is not None:  # the scaler's leader, hold and last decisions (``scaler.report.summary``)
+        document["scaler"] = dict(scaler)
+    text = json.dumps(document, indent=1, sort_keys=True)
+    if listed:
+        text = text.replace('\n "members": []', f'\n "members": [\n{listed}\n ]', 1)
+    return text + "\n"
+
+
+def _members(members: tuple[Mapping[str, Any], ...]) -> tuple[dict[str, int], str]:
+    """The counts (as ``counts`` makes them) and the members' text of the document (empty without members)."""
+    pieces = sorted(_PIECES.map(members), key=itemgetter(0))  # the member cache's order already: linear
+    return counts(map(itemgetter(1), pieces)), ",\n".join(map(itemgetter(2), pieces))
+
+
+_MEMBERS: Last[tuple[dict[str, int], str]] = Last(_members)
+# The totals: each member's share once per version of it, summed again only when the view changed; the landing
+# page shows the same object (plan.member_overview).
+_SHARES: Memo[Share] = Memo(share)
+TOTALS: Last[dict[str, Any]] = Last(lambda members: add_up(_SHARES.map(members)))

@@ -49,7 +49,8 @@ def agent_memory(settings: Settings, facts: Facts) -> Memory:
     """Split the agent's memory; RAM disks that leave Mesos tasks too little are an input error.
 
     The rule (docs/node-agent.md, "RAM disks"): the node first keeps a reserve for the OS (max(1 GiB, 10 %)) and the
-    heaps of its own daemons (Alluxio worker 1 GiB, Spark shuffle service 512 MiB, dockerd 256 MiB, each only
+    heaps of its own daemons (Alluxio worker 1 GiB, proxy 512 MiB, 2.x job worker 384 MiB, Spark shuffle
+    service 512 MiB, dockerd 256 MiB, each only
     when it runs). Of the rest, the RAM disks take their sizes (explicit ones as given; ``auto``: Alluxio a
     third, the Mesos work_dir and Docker's data-root an eighth each), and whatever remains is offered to Mesos
     tasks, which must get at least 512 MiB. A tmpfs takes memory only as it fills, but it can fill, so its
@@ -59,6 +60,8 @@ def agent_memory(settings: Settings, facts: Facts) -> Memory:
     reserved = max(SYSTEM_RESERVE_MIN, int(facts.memory * SYSTEM_RESERVE_FRACTION))
     if settings.alluxio is not None:
         reserved += ALLUXIO_WORKER_JVM + alluxio_jvm.ALLUXIO_PROXY_JVM
+        if alluxio_jvm.has_job_service(settings.alluxio.version):
+            reserved += alluxio_jvm.ALLUXIO_JOB_WORKER_JVM
     if settings.spark.shuffle_service:
         reserved += SPARK_SHUFFLE_HEAP
     if settings.mesos.docker:

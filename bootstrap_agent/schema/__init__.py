@@ -20,6 +20,7 @@ from typing import Any
 from bootstrap_agent.errors import InvalidInput
 from bootstrap_agent.ports import AGENT_PORTS
 from bootstrap_agent.schema.alluxio import parse_alluxio, parse_credentials
+from bootstrap_agent.schema.autoscaling import AutoscalingSettings, parse_autoscaling
 from bootstrap_agent.schema.dashboard import parse_dashboard
 from bootstrap_agent.schema.document import (
     MAX_USER_DATA_BYTES,
@@ -29,6 +30,7 @@ from bootstrap_agent.schema.document import (
     decode_user_data,
     with_overrides,
 )
+from bootstrap_agent.schema.lifecycle import DrainSettings, parse_drain, parse_lifecycle
 from bootstrap_agent.schema.mesos import parse_mesos
 from bootstrap_agent.schema.ramdisk import AUTO, OFF, RamDisk
 from bootstrap_agent.schema.readers import kind, read_object, read_string, required
@@ -91,9 +93,13 @@ def validate(document: Any) -> Settings:
     zeppelin = parse_tool(top["zeppelin"], "zeppelin") if "zeppelin" in top else ToolSettings()
     jenkins = parse_tool(top["jenkins"], "jenkins") if "jenkins" in top else ToolSettings()
     check_tools(dashboard, {"zeppelin": zeppelin, "jenkins": jenkins})
+    autoscaling = parse_autoscaling(top["autoscaling"], role) if "autoscaling" in top else AutoscalingSettings()
+    lifecycle = parse_lifecycle(top["lifecycle"], role) if "lifecycle" in top else None
+    drain = parse_drain(top["drain"], role) if "drain" in top else DrainSettings()
     taken = AGENT_PORTS[alluxio.version] if alluxio is not None else AGENT_PORTS[""]
     if spark.shuffle_service and spark.shuffle_port in taken:
-        raise InvalidInput("spark.shuffle_port", f"{spark.shuffle_port} is taken by the agent's Mesos or Alluxio")
+        raise InvalidInput("spark.shuffle_port",
+                           f"{spark.shuffle_port} is taken by the agent's Mesos, Alluxio or metrics exporter")
     if alluxio is not None:
         _check_alluxio(alluxio, len(masters), credentials)
     return Settings(
@@ -109,6 +115,9 @@ def validate(document: Any) -> Settings:
         zeppelin=zeppelin,
         jenkins=jenkins,
         operator_acl_id=operator_acl_id,
+        autoscaling=autoscaling,
+        lifecycle=lifecycle,
+        drain=drain,
     )
 
 

@@ -16,7 +16,7 @@ MAX_USER_DATA_BYTES = 32 * 1024  # OTC's limit before base64; anything larger ne
 
 TOP_KEYS = frozenset({
     "schema", "cluster", "role", "masters", "secret", "mesos", "alluxio", "credentials", "dashboard", "spark",
-    "zeppelin", "jenkins", "operator_acl_id",
+    "zeppelin", "jenkins", "operator_acl_id", "autoscaling", "lifecycle", "drain",
 })
 # Run-time configuration (``bootstrap-agent config set``) may change how the cluster runs, never what it is:
 # its identity and its secrets stay where the provisioner put them.

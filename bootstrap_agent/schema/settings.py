@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bootstrap_agent.schema.autoscaling import AutoscalingSettings
+from bootstrap_agent.schema.lifecycle import DrainSettings, LifecycleSettings
 from bootstrap_agent.schema.ramdisk import AUTO, OFF, RamDisk
 
 Role = Literal["master", "agent"]
@@ -87,6 +89,9 @@ class Settings:
     jenkins: ToolSettings = ToolSettings()
     # the operator credential's ZooKeeper digest id (masters only): a new cluster's tree is created split
     operator_acl_id: str | None = field(default=None, repr=False)
+    autoscaling: AutoscalingSettings = field(default_factory=AutoscalingSettings)  # the scaler's policy (masters; off)
+    lifecycle: LifecycleSettings | None = None  # agents: poll the AS group's INSTANCE_TERMINATING hook
+    drain: DrainSettings = field(default_factory=DrainSettings)  # agents: how long a drain may take
 
     def secrets(self) -> tuple[str, ...]:
         """Every value that must never reach a log line or a world-readable file."""

@@ -7,6 +7,7 @@ Every call has a timeout, so a hung systemd job can never hang the agent; failur
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
 
 from bootstrap_agent.desired import DesiredService
 from bootstrap_agent.services.base import ServiceError
@@ -55,6 +56,11 @@ class SystemdManager:
     def start(self, service: DesiredService) -> None:
         self._run("start", unit_name(service.unit))
 
+    def start_all(self, services: Sequence[DesiredService]) -> None:
+        """One ``systemctl start`` for several units (apply's first-boot starts): the jobs are enqueued in the
+        order given, so a unit ordered After= an earlier one still waits for it, and run side by side."""
+        self._run("start", *(unit_name(s.unit) for s in services))
+
     def restart(self, service: DesiredService) -> None:
         self._run("restart", unit_name(service.unit))
 
@@ -68,9 +74,23 @@ class SystemdManager:
         """Running or on its way up; readiness (its ports) is judged by the caller. A unit waiting to be
         restarted after a crash (activating/auto-restart) is not running."""
         result = self._run("show", "--property=ActiveState,SubState", unit_name(unit), check=False)
-        props = dict(line.partition("=")[::2] for line in result.stdout.splitlines())
-        state, sub = props.get("ActiveState", ""), props.get("SubState", "")
-        return state in ("active", "reloading") or (state == "activating" and sub != "auto-restart")
+        return _running(dict(line.partition("=")[::2] for line in result.stdout.splitlines()))
+
+    def unit_states(self, units: Sequence[str]) -> dict[str, tuple[bool, int | None]]:
+        """unit -> (``is_active``, main pid) for several units in one ``systemctl show``: readiness polls every
+        pending unit a few times a second at first boot, and two systemctl runs per unit and poll competed
+        with the starting services for the CPU (issue 17). {} when systemctl's answer cannot be matched."""
+        result = self._run("show", "--property=ActiveState,SubState,MainPID", *(unit_name(u) for u in units),
+                           check=False)
+        blocks = result.stdout.strip("\n").split("\n\n")  # one block per unit, in the order asked
+        if result.returncode != 0 or len(blocks) != len(units):
+            return {}
+        states: dict[str, tuple[bool, int | None]] = {}
+        for unit, block in zip(units, blocks, strict=True):
+            props = dict(line.partition("=")[::2] for line in block.splitlines())
+            pid = props.get("MainPID", "")
+            states[unit] = (_running(props), int(pid) or None if pid.isdigit() else None)
+        return states
 
     def main_pid(self, unit: str) -> int | None:
         result = self._run("show", "--property=MainPID", "--value", unit_name(unit), check=False)
@@ -102,3 +122,9 @@ class SystemdManager:
         except (OSError, subprocess.TimeoutExpired):
             last = []
         return f"{verdict}: {last[0][:300]}" if last else verdict
+
+
+def _running(props: dict[str, str]) -> bool:
+    """Running or on its way up, from ``systemctl show``'s ActiveState and SubState (see ``is_active``)."""
+    state, sub = props.get("ActiveState", ""), props.get("SubState", "")
+    return state in ("active", "reloading") or (state == "activating" and sub != "auto-restart")

@@ -16,6 +16,10 @@ znode                  node (``bootstrap-agent``)  operator
 ``locks``              READ                        ALL
 ``locks/restart``      CREATE, READ, DELETE        ALL
 ``config``             READ                        ALL
+``scaler``, ``scaler/  READ; CREATE, DELETE only   ALL
+leader``               from a master's address
+``scaler/state``       READ; WRITE only from a     ALL
+                       master's address
 ``nodes/<uuid>``       READ, WRITE                 DELETE (the parent's)
 ``masters/<ip>``       READ; WRITE only from <ip>  DELETE (the parent's)
 =====================  ==========================  ==================
@@ -69,7 +73,18 @@ def tree(paths: ClusterPaths, node: str, operator: str, masters: Sequence[str]) 
     parent = [_digest(node, NODE_PARENT), owner]
     from_masters = [ACL(NODE_PARENT, Id("ip", ip)) for ip in sorted(set(masters))]
     return {paths.base: read, paths.nodes: parent, paths.masters: [*read, *from_masters], paths.locks: read,
-            paths.restart_lock: parent, paths.config: read}
+            paths.restart_lock: parent, paths.config: read, paths.scaler: [*read, *from_masters],
+            paths.scaler_leader: [*read, *from_masters]}
+
+
+def scaler_state(node: str, operator: str | None, masters: Sequence[str], *, split: bool) -> list[ACL]:
+    """The scaler's decision state: every node may read it (``status``, the dashboards), only a master's
+    address may write it, and the operator may repair it."""
+    if not split:
+        return legacy(node)
+    owner = [_digest(operator, Permissions.ALL)] if operator else []
+    writers = [ACL(Permissions.READ | Permissions.WRITE, Id("ip", ip)) for ip in sorted(set(masters))]
+    return [_digest(node, Permissions.READ), *writers, *owner]
 
 
 def is_split(found: Iterable[ACL]) -> bool:

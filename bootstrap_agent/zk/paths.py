@@ -50,6 +50,19 @@ class ClusterPaths:
     def restart_lock(self) -> str:
         return f"{self.locks}/restart"
 
+    @property
+    def scaler(self) -> str:
+        """The cluster scaler's znodes (``bootstrap_agent.scaler``): only masters write below it."""
+        return f"{self.base}/scaler"
+
+    @property
+    def scaler_leader(self) -> str:
+        return f"{self.scaler}/leader"
+
+    @property
+    def scaler_state(self) -> str:
+        return f"{self.scaler}/state"
+
     def node(self, uuid: str) -> str:
         return f"{self.nodes}/{uuid}"
 
@@ -58,4 +71,4 @@ class ClusterPaths:
 
     def tree(self) -> tuple[str, ...]:
         """The persistent znodes below ROOT, parents first (``config`` is created on the first ``set``)."""
-        return (self.base, self.nodes, self.masters, self.locks, self.restart_lock)
+        return (self.base, self.nodes, self.masters, self.locks, self.restart_lock, self.scaler, self.scaler_leader)

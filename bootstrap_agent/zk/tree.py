@@ -102,7 +102,7 @@ def seed_tree(session: Session, operator: str, deadline: float) -> None:
     whatever another master already finished is refused to us and skipped."""
     paths, client = session.paths, session.client
     final = acls.tree(paths, session.node_id, operator, session.masters)
-    scaffolded = {paths.base, paths.locks}
+    scaffolded = {paths.base, paths.locks, paths.scaler}
     session.ready(deadline, "seed_tree")
     pending = [client.create_async(ROOT, b"", acl=OPEN_ACL_UNSAFE)]
     pending += [client.create_async(path, b"", acl=acls.scaffold(session.node_id, operator) if path in scaffolded

@@ -41,6 +41,7 @@ class WatchTable:
         self._watches: dict[str, _Watch] = {}
         self._fired: set[str] = set()
         self._to_arm: set[str] = set()
+        self._member_changes: set[str] = set()  # member paths whose watch fired, was armed anew, or went away
 
     # --- what to watch ----------------------------------------------------------------------------------
     def watch_members(self) -> None:
@@ -77,10 +78,35 @@ class WatchTable:
                 return
             with self._session.cond:
                 self._fired.add(event.path)
+                if event.path.startswith(self._session.paths.nodes + "/"):
+                    self._member_changes.add(event.path)
                 self._session.cond.notify_all()
         except Exception as exc:  # never raise into kazoo
             with contextlib.suppress(Exception):
                 self._session.log.error("watch_callback_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def take_member_changes(self) -> tuple[dict[str, tuple[int, int] | None], set[str]] | None:
+        """What changed under ``nodes/`` since the last call: the member znodes listed now with the version
+        (czxid, mzxid) their watch was armed at (None: not armed yet, or fired since), and the names no longer
+        listed; None while ``nodes/`` was never listed and watched (nothing can be trusted yet). What
+        ``zk.member_cache`` reads, so that a pass costs what changed, not the cluster's size."""
+        parent = self._session.paths.nodes
+        cut = len(parent) + 1
+        with self._session.cond:
+            watch = self._watches.get(parent)
+            if watch is None or watch.snapshot is _UNSET or watch.snapshot is None:
+                return None
+            changes, self._member_changes = self._member_changes, set()
+            versions: dict[str, tuple[int, int] | None] = {}
+            gone: set[str] = set()
+            for path in changes:
+                member = self._watches.get(path)
+                if member is None or member.member_of != parent:
+                    gone.add(path[cut:])
+                else:
+                    fresh = member.snapshot is not _UNSET and path not in self._fired
+                    versions[path[cut:]] = member.snapshot if fresh else None
+            return versions, gone
 
     # --- the worker's side (with session.cond held) ------------------------------------------------------
     def pending(self) -> bool:
@@ -149,8 +175,10 @@ class WatchTable:
             listed = {f"{parent}/{child}" for child in kids or ()}
             for path in [p for p, w in self._watches.items() if w.member_of == parent and p not in listed]:
                 del self._watches[path]
+                self._member_changes.add(path)
             for path in listed - set(self._watches):
                 self._watches[path] = _Watch(watch.kind, member_of=parent, snapshot=stats.get(path, _UNSET))
+                self._member_changes.add(path)
                 if path not in stats:
                     again.add(path)
         for path, snapshot in stats.items():
@@ -159,5 +187,7 @@ class WatchTable:
                 continue  # gone meanwhile, or a new member: its parent's event covers it
             if path in fired or watch.snapshot is _UNSET or watch.snapshot != snapshot:
                 emits.append((watch.kind, path))
+                if watch.member_of is not None:
+                    self._member_changes.add(path)
             watch.snapshot = snapshot
         return emits

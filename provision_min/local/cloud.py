@@ -16,6 +16,7 @@ created, so ``down`` also works after ``provision-min`` was killed midway.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import secrets
@@ -25,17 +26,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from provision_min import dashboard
+from bootstrap_agent.autoscaling import AutoScalingError
+from provision_min import dashboard, scaler_status
+from provision_min.capacity_view import cluster_totals, figures_text, node_figures, totals_text
 from provision_min.config import ClusterConfig
 from provision_min.errors import InputError
-from provision_min.local import machine, network, subnets
-from provision_min.local.group import ensure_running, new_node, reconcile_group, stop_all
+from provision_min.local import as_host, machine, network, subnets
+from provision_min.local.group import ensure_running, new_node, stop_all
 from provision_min.local.layout import METADATA_IP, CloudState, Names, Paths
 from provision_min.local.metadata_host import metadata_running, start_metadata, stop_metadata
 from provision_min.local.node_image import build_image
 from provision_min.local.progress import Progress
 from provision_min.local.readiness import DEFAULT_READY_TIMEOUT, cluster_view, wait_ready
+from provision_min.local.rollout import roll_local_agents
+from provision_min.local.scale_members import local_members
 from provision_min.local.subnets import local_config, pick_subnet
+from provision_min.scale import render as render_scale
+from provision_min.scale import run_scale
+from provision_min.victims import LEAVING
+from provision_min.wait import Poller
 
 TOOLS = ("systemd-nspawn", "debootstrap", "nsenter", "ip", "mount", "openssl")
 
@@ -108,6 +117,7 @@ def _up(config: ClusterConfig, subnet: str | None, out: TextIO, ready_timeout: f
                                operator_secret=secrets.token_urlsafe(32),
                                dashboard_user=dashboard.user_of(config.dashboard), dashboard_password=password,
                                dashboard_password_hash=password_hash, desired=config.agents.desired)
+            as_host.ensure_operator_key(state)
             paths.save(state)  # before anything exists: down finds all from here on
             network.create(state)
     state.phase = "creating"
@@ -116,6 +126,9 @@ def _up(config: ClusterConfig, subnet: str | None, out: TextIO, ready_timeout: f
                  f"metadata service {METADATA_IP}")
     network.create(state)
     start_metadata(paths, state)
+    if as_host.ensure_operator_key(state):  # a cluster from before the AS service
+        paths.save(state)
+    as_host.start_service(paths, state, config)
     created = 0
     for i in range(1, config.masters + 1):
         if not any(n.index == i for n in state.masters()):
@@ -123,35 +136,64 @@ def _up(config: ClusterConfig, subnet: str | None, out: TextIO, ready_timeout: f
             paths.save(state)
     for node in state.masters():
         created += ensure_running(paths, config, state, node)
-    booted, removed = reconcile_group(paths, config, state, progress)
-    created += len(booted)
-    wait_ready(paths, state, state.masters() + state.agents(), progress, ready_timeout, gone=removed)
+    asc = as_host.client(state)
+    known = {n.uuid for n in state.agents()}
+    group = as_host.ensure_group(config, state, asc, progress)
+    created += as_host.boot_again(paths, state)
+    instances = as_host.wait_settled(asc, group.id, ready_timeout, progress)
+    created += len({i.id for i in instances} - known)
+    state = paths.load() or state  # the agents as the AS service started them
+    wait_ready(paths, state, state.masters() + state.agents(), progress, ready_timeout)
+    if roll_local_agents(config, state, asc, out):  # a changed cluster file: agents replaced through their drain
+        state = paths.load() or state
+        wait_ready(paths, state, state.masters() + state.agents(), progress, ready_timeout)
     state.phase = "ready"
     paths.save(state)
     return UpResult(state, paths, created, time.monotonic() - started)
 
 
 def scale(config: ClusterConfig, count: int, *, out: TextIO, ready_timeout: float = DEFAULT_READY_TIMEOUT,
-          interactive: bool | None = None) -> tuple[int, int, float]:
-    """Set the emulated AS group's desired size; return (before, after, seconds until settled)."""
+          interactive: bool | None = None, wait: bool = True) -> tuple[int, int, float]:
+    """Raise the AS group's desired size, or remove the least loaded agents through their drain
+    (``provision_min.scale``); return (before, after, seconds until settled)."""
     preflight()
     with Paths.of(config.cluster).locked():
-        return _scale(config, count, out, ready_timeout, interactive)
+        return _scale(config, count, out, ready_timeout, interactive, wait)
 
 
 def _scale(config: ClusterConfig, count: int, out: TextIO, ready_timeout: float,
-           interactive: bool | None) -> tuple[int, int, float]:
+           interactive: bool | None, wait: bool = True) -> tuple[int, int, float]:
     paths, state = load_state(config)
     if state is None:
         raise InputError(f"cluster {config.cluster} does not run locally: up first")
-    before = state.desired
-    state.desired = count
-    paths.save(state)
-    progress = Progress(out, title=f"cluster {config.cluster} (local): {before} -> {count} agents",
-                        interactive=interactive)
-    _started, removed = reconcile_group(paths, config, state, progress)
-    seconds = wait_ready(paths, state, state.agents(), progress, ready_timeout, gone=removed)
-    return before, count, seconds
+    asc = as_host.client(state)
+    try:
+        group = asc.find_group(as_host.group_name(config.cluster))
+        if group is None:
+            raise InputError(f"cluster {config.cluster}: its AS group is missing: up first")
+        before = group.desired
+        progress = Progress(out, title=f"cluster {config.cluster} (local): {before} -> {count} agents",
+                            interactive=interactive)
+        staying = [i for i in asc.instances(group.id) if i.state not in LEAVING]
+        if count >= len(staying):
+            asc.set_desired(group.id, count)  # the AS service starts the new instances
+    except AutoScalingError as exc:
+        raise InputError(f"scale {count}: the local AS service refused: {exc}") from None
+    old = state.agents()
+    started = time.monotonic()
+    if count < len(staying):  # the least loaded leave, each through its drain (provision_min.scale), as on OTC
+        with local_members(state) as members:
+            result = run_scale(config, asc, count, members, Poller(interval=1.0, max_interval=3.0), out, wait=wait)
+        for line in render_scale(result)[1:]:
+            out.write(line + "\n")
+        if not wait:
+            return before, count, time.monotonic() - started
+    as_host.wait_settled(asc, group.id, ready_timeout, progress)
+    state = paths.load() or state
+    gone = [n for n in old if n.uuid not in {a.uuid for a in state.agents()}]
+    wait_ready(paths, state, state.agents(), progress, max(1.0, ready_timeout - (time.monotonic() - started)),
+               gone=gone)
+    return before, count, time.monotonic() - started
 
 
 def status(config: ClusterConfig, timeout: float = 5.0) -> dict[str, Any]:
@@ -166,6 +208,7 @@ def status(config: ClusterConfig, timeout: float = 5.0) -> dict[str, Any]:
             if members is None:
                 time.sleep(0.2)
     nodes = []
+    now = time.time()
     for node in state.masters() + state.agents():
         folder = paths.node_dir(node.name)
         member = (members or {}).get(node.uuid)
@@ -175,7 +218,12 @@ def status(config: ClusterConfig, timeout: float = 5.0) -> dict[str, Any]:
             "running": machine.supervisor_pid(folder) is not None, "pid": machine.systemd_pid(folder),
             "boots": sup.get("boots", 0), "memory_rss_bytes": machine.memory_rss(node.name),
             "member": None if member is None else {"state": member.state, "reason": member.reason,
-                                                   "services": member.services, "hostname": member.hostname},
+                                                   "services": member.services, "hostname": member.hostname,
+                                                   # while draining: phase, what it waits for, deadline
+                                                   "drain": member.drain.to_dict() if member.drain else None,
+                                                   "load": member.load.to_dict() if member.load else None,
+                                                   # CPUs, memory, Alluxio RAM and time in state (issue 17)
+                                                   **node_figures(dataclasses.asdict(member), now)},
         })
     listed = {m.uuid for m in (members or {}).values()}
     strangers = sorted(m.ip for m in (members or {}).values() if m.uuid not in {n.uuid for n in state.nodes})
@@ -186,13 +234,16 @@ def status(config: ClusterConfig, timeout: float = 5.0) -> dict[str, Any]:
         "host_ip": state.host_ip, "bridge": Names(state.cluster).bridge, "image": state.image,
         "metadata_service": {"pid": state.metadata_pid, "running": metadata_running(paths, state),
                              "address": METADATA_IP},
+        "as_service": {"pid": as_host.service_pid(paths), "endpoint": state.as_endpoint or state.as_url},
         "group": {"name": f"{state.cluster}-agents", "desired": state.desired, "instances": len(state.agents())},
         "zookeeper": "reachable" if members is not None else "unreachable",
         "members_listed": len(listed), "unknown_members": strangers,
+        "totals": None if members is None else cluster_totals(map(dataclasses.asdict, members.values())),
         "nodes": nodes, "complete": complete,
         "dashboard": dashboard_url(state), "dashboard_user": state.dashboard_user,
         "login": login(config, state, paths).as_json(),
         "state_file": str(paths.state_file),
+        "scaler": scaler_status.local_summary(config, state, timeout),  # None: autoscaling off
     }
 
 
@@ -214,17 +265,23 @@ def render_status(report: dict[str, Any]) -> str:
         f"cluster {report['cluster']} (local, {report['phase']}): subnet {report['subnet']}, bridge "
         f"{report['bridge']}, this machine {report['host_ip']}",
         f"  metadata service {md['address']}: {'running' if md['running'] else 'STOPPED'}",
+        f"  AS service {report['as_service']['endpoint']}: "
+        f"{'running' if report['as_service']['pid'] else 'STOPPED'}",
         f"  AS group {report['group']['name']}: desired {report['group']['desired']}, "
         f"{report['group']['instances']} instance(s)",
         f"  ZooKeeper: {report['zookeeper']}",
-        f"  {'NAME':28} {'ROLE':6} {'IP':15} {'INSTANCE':9} MEMBER",
+        f"  {'NAME':28} {'ROLE':6} {'IP':15} {'INSTANCE':9} {'CAPACITY, TIME IN STATE':54} MEMBER",
     ]
     for n in report["nodes"]:
         member = n["member"]
         state = "-" if member is None else member["state"] + (f" ({member['reason']})" if member["reason"] else "")
-        lines.append(f"  {n['name']:28} {n['role']:6} {n['ip']:15} {'running' if n['running'] else 'off':9} {state}")
+        figures = figures_text(member) if member else ""
+        lines.append(f"  {n['name']:28} {n['role']:6} {n['ip']:15} {'running' if n['running'] else 'off':9} "
+                     f"{figures:54} {state}")
+    lines += totals_text(report.get("totals"))
     if report["unknown_members"]:
         lines.append(f"  members not started by provision-min: {', '.join(report['unknown_members'])}")
+    lines += scaler_status.render(report.get("scaler"))
     if report["dashboard"]:
         lines.append(f"  dashboard: {report['dashboard']}")
         lines.append(f"  dashboard login: {report['login']['hint']}")
@@ -267,6 +324,8 @@ def _down(config: ClusterConfig, confirm: Callable[[list[str]], None]) -> DownRe
     agents = sorted(n for n in folders if n.startswith(f"{config.cluster}-agent-"))
     others = sorted(n for n in folders if n not in agents)
     listing = [f"instance {name}" for name in agents + others]
+    if as_host.service_pid(paths) is not None:
+        listing.append("AS service")
     if state is not None and metadata_running(paths, state):
         listing.append("metadata service")
     listing += network.existing(config.cluster)
@@ -277,6 +336,8 @@ def _down(config: ClusterConfig, confirm: Callable[[list[str]], None]) -> DownRe
     if state is not None:
         state.phase = "removing"
         paths.save(state)
+    if as_host.stop_service(paths):  # first: it would start again the instances removed below
+        removed.append("AS service")
     for group in (agents, others):  # agents first: they leave while ZooKeeper still runs on the masters
         stop_all(paths, group)
         removed += [f"instance {name}" for name in group]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from provision_min.clouds import EXIT_FAILED, EXIT_OK
+from provision_min.clouds import EXIT_FAILED, EXIT_OK, Access
 from provision_min.config import ClusterConfig
 from provision_min.confirm import Confirmation
 from provision_min.errors import InputError
@@ -54,14 +55,21 @@ class LocalCloud:
         print(json.dumps(report, indent=2) if as_json else cloud.render_status(report))
         return EXIT_OK if report["complete"] else EXIT_FAILED
 
-    def scale(self, count: int, as_json: bool = False) -> int:
-        before, after, seconds = cloud.scale(self.config, count, out=sys.stderr, ready_timeout=self.timeout)
+    def scale(self, count: int, as_json: bool = False, wait: bool = True) -> int:
+        before, after, seconds = cloud.scale(self.config, count, out=sys.stderr, ready_timeout=self.timeout,
+                                             wait=wait)
         if as_json:
             print(json.dumps({"cluster": self.config.cluster, "cloud": "local", "before": before, "after": after,
                               "group": f"{self.config.cluster}-agents", "seconds": round(seconds, 1)}))
             return EXIT_OK
         print(f"AS group {self.config.cluster}-agents (local): desired {before} -> {after}, settled in {seconds:.1f} s")
         return EXIT_OK
+
+    def shell(self, node: str, command: Sequence[str], access: Access, *, root: bool = False) -> int:
+        """Into the container's namespaces, as root (``root`` changes nothing here)."""
+        from provision_min.local.access import run_in
+
+        return run_in(self.config, node, command)
 
     def down(self, confirm: Confirmation, as_json: bool = False) -> int:
         gone = cloud.down(self.config, lambda items: confirm.ask(self.config.cluster, items))

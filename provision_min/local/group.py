@@ -1,7 +1,6 @@
-"""The emulated autoscaling group: instances started up to the desired count, the newest powered off first.
-
-On OTC the group does this by itself; here it happens when a command runs (``up`` also boots again an
-instance that is off, which OTC's health check would replace).
+"""Starting and stopping the local cloud's instances by name: the masters (``up``) and, in parallel, whatever
+``down`` removes. The agents' group is the local AS service's (``as_service``), which starts and removes them
+itself, as OTC's group does.
 """
 
 from __future__ import annotations
@@ -16,8 +15,7 @@ from provision_min.config import ClusterConfig
 from provision_min.local import machine, network
 from provision_min.local.layout import CloudState, Names, NodeRecord, Paths
 from provision_min.local.machine import MachineSpec
-from provision_min.local.metadata_host import publish, unpublish
-from provision_min.local.progress import Progress
+from provision_min.local.metadata_host import publish
 
 
 def spec_of(paths: Paths, state: CloudState, node: NodeRecord) -> MachineSpec:
@@ -45,27 +43,6 @@ def ensure_running(paths: Paths, config: ClusterConfig, state: CloudState, node:
     running = machine.supervisor_pid(paths.node_dir(node.name)) is not None
     launch(paths, config, state, node)
     return 0 if running else 1
-
-
-def reconcile_group(paths: Paths, config: ClusterConfig, state: CloudState, progress: Progress | None = None
-                     ) -> tuple[list[NodeRecord], list[NodeRecord]]:
-    """The emulated AS group: start agents up to ``desired``, power off the newest beyond it, boot again any
-    that is off (a health check's job on OTC). Returns the agents started and the agents removed."""
-    while len(state.agents()) < state.desired:
-        index = state.next_agent_index()
-        state.nodes.append(new_node(state, "agent", index, state.agent_ip(index)))
-        paths.save(state)  # named before it exists: down finds it whatever happens next
-    removed = state.agents()[state.desired:]  # the newest first out, as OTC's NEW_INSTANCE removal policy
-    started = [n for n in state.agents()[:state.desired] if ensure_running(paths, config, state, n)]
-    if removed:
-        if progress is not None:
-            progress.say(f"powering off {', '.join(n.name for n in removed)} (each leaves the cluster itself)")
-        stop_all(paths, removed)
-        for node in removed:
-            unpublish(paths, node)
-            state.nodes.remove(node)
-        paths.save(state)
-    return started, removed
 
 
 def stop_all(paths: Paths, nodes: Sequence[NodeRecord] | Sequence[str]) -> None:

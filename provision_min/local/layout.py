@@ -19,11 +19,12 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from provision_min.errors import InputError
 from provision_min.files import read_private, write_private
+from provision_min.local.as_state import AsState
 
 STATE_ROOT_ENV = "PROVISION_MIN_LOCAL_ROOT"
 DEFAULT_STATE_ROOT = Path("/var/lib/provision-min/local")
@@ -33,6 +34,8 @@ STATE_VERSION = 1
 AUTO_SUBNETS = ipaddress.IPv4Network("10.231.0.0/16")
 METADATA_IP = "169.254.169.254"
 AGENT_IP_OFFSET = 100  #: agents get .100, .101, ... (masters .10, .11, ... as on OTC)
+AS_PORT = 8180  #: the local AS service, on this machine's bridge address
+AS_PREFIX = "/autoscaling-api/v1/local"  #: OTC's path with the project id ``local``
 
 
 def state_root() -> Path:
@@ -109,6 +112,11 @@ class CloudState:
     dashboard_password_hash: str = field(default="", repr=False)
     desired: int = 0
     metadata_pid: int | None = None
+    #: the local AS service (``as_service``): the operator's AK/SK for its API, its process and address
+    as_access_key: str = ""
+    as_secret_key: str = field(default="", repr=False)
+    as_pid: int | None = None
+    as_endpoint: str = ""
     nodes: list[NodeRecord] = field(default_factory=list)
     phase: str = "creating"  #: creating → ready; removing while ``down`` runs
 
@@ -129,6 +137,11 @@ class CloudState:
     def host_ip(self) -> str:
         """This machine's own address on the bridge: its door to the dashboards and to ZooKeeper."""
         return str(self.network.network_address + 2)
+
+    @property
+    def as_url(self) -> str:
+        """The local AS service's endpoint (OTC's ``AS`` base URL), reachable from this machine and the nodes."""
+        return f"http://{self.host_ip}:{AS_PORT}{AS_PREFIX}"
 
     @property
     def metadata_subnet_ip(self) -> str:
@@ -192,6 +205,14 @@ class Paths:
         return self.root / "metadata-service.log"
 
     @property
+    def as_state_file(self) -> Path:
+        return self.root / "as.json"
+
+    @property
+    def as_log(self) -> Path:
+        return self.root / "as-service.log"
+
+    @property
     def nodes_dir(self) -> Path:
         return self.root / "nodes"
 
@@ -236,9 +257,26 @@ class Paths:
             os.close(fd)
 
     def load(self) -> CloudState | None:
+        """The state; its agents (and desired count) are the local AS service's (``as.json``), read as they
+        are now: the service owns the group, ``provision-min`` only reads it."""
         raw = read_private(self.state_file)
-        return None if raw is None else CloudState.from_json(raw, self.state_file)
+        if raw is None:
+            return None
+        state = CloudState.from_json(raw, self.state_file)
+        try:
+            group = AsState.load(self.as_state_file)
+        except (ValueError, TypeError, KeyError):
+            raise InputError(f"{self.as_state_file}: not the local AS service's state (down removes the cluster "
+                             "all the same)") from None
+        if group.group is not None:
+            state.nodes = state.masters() + [
+                NodeRecord(name=i.name, role="agent", index=i.index, ip=i.ip, uuid=i.id, created_at=i.created_at)
+                for i in group.instances]
+            state.desired = group.group.desired
+        return state
 
     def save(self, state: CloudState) -> None:
+        """The state without the agents: those are the AS service's to write."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_private(self.state_file, state.to_json())
+        own = replace(state, nodes=state.masters()) if self.as_state_file.exists() else state
+        write_private(self.state_file, own.to_json())

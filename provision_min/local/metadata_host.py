@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
 from typing import Any
 
+from bootstrap_agent.otc_signing import KnownKey, format_expiry, key_from_securitykey
 from bootstrap_agent.zk import acls
 from provision_min.config import ClusterConfig
 from provision_min.dashboard import hash_password as hash_password  # re-exported: one hash for every cloud
@@ -21,10 +23,14 @@ from provision_min.dashboard import master_section
 from provision_min.errors import ProvisionError
 from provision_min.files import write_private
 from provision_min.local import machine
+from provision_min.local.as_state import new_access_key
 from provision_min.local.layout import METADATA_IP, CloudState, Names, NodeRecord, Paths
 from provision_min.local.subnets import local_config
 
 METADATA_MODULE = "provision_min.local.metadata_service"
+SECURITY_KEY, PREVIOUS_KEY = "securitykey", "securitykey.previous"
+KEY_TTL = 3600.0  #: an agency's temporary keys are valid one hour ...
+RENEW_BEFORE = 600.0  #: ... and renewed 10 minutes before they expire
 
 
 def user_data(config: ClusterConfig, state: CloudState, role: str) -> dict[str, Any]:
@@ -33,7 +39,10 @@ def user_data(config: ClusterConfig, state: CloudState, role: str) -> dict[str, 
     master = role == "master"
     dashboard = master_section(config.dashboard, state.dashboard_password_hash) if master else None
     operator = acls.operator_id(state.operator_secret) if master and state.operator_secret else None
-    return local_config(config, state.network).user_data(role, state.secret, dashboard, operator)
+    # Agents poll the AS service's lifecycle hook; the masters' scaler (autoscaling enabled) acts on its group.
+    as_endpoint = state.as_url
+    return local_config(config, state.network).user_data(role, state.secret, dashboard, operator,
+                                                         as_endpoint=as_endpoint)
 
 
 def meta_data(config: ClusterConfig, node: NodeRecord) -> dict[str, Any]:
@@ -45,10 +54,61 @@ def meta_data(config: ClusterConfig, node: NodeRecord) -> dict[str, Any]:
 
 def publish(paths: Paths, config: ClusterConfig, state: CloudState, node: NodeRecord) -> None:
     """The metadata service's answers for ``node``, by its address (files replaced atomically, 0600)."""
-    folder = paths.metadata_dir / node.ip
+    publish_answers(paths, node.ip, json.dumps(user_data(config, state, node.role), indent=2).encode(),
+                    meta_data(config, node))
+
+
+def publish_answers(paths: Paths, ip: str, user_data_bytes: bytes, meta: dict[str, Any],
+                    key_ttl: float = KEY_TTL) -> None:
+    """User-data, ``meta_data.json`` and (the first time) the agency's temporary keys of the instance at ``ip``."""
+    folder = paths.metadata_dir / ip
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_private(folder / "user_data", json.dumps(user_data(config, state, node.role), indent=2).encode())
-    write_private(folder / "meta_data.json", json.dumps(meta_data(config, node)).encode())
+    write_private(folder / "user_data", user_data_bytes)
+    write_private(folder / "meta_data.json", json.dumps(meta).encode())
+    if not (folder / SECURITY_KEY).exists():
+        issue_key(paths, ip, key_ttl)
+
+
+# -- the agency's temporary keys (``/openstack/latest/securitykey``) -------------------------------------------
+def issue_key(paths: Paths, ip: str, ttl: float = KEY_TTL, now: float | None = None) -> None:
+    """Fresh temporary keys for the instance at ``ip`` in the documented shape; the current ones (if any) stay
+    valid until they expire, as ``securitykey.previous`` (not served): a node may still be using them."""
+    folder = paths.metadata_dir / ip
+    current = folder / SECURITY_KEY
+    if current.exists():
+        write_private(folder / PREVIOUS_KEY, current.read_bytes())
+    access, secret = new_access_key()
+    expires = (time.time() if now is None else now) + ttl
+    document = {"credential": {"access": access, "secret": secret, "securitytoken": secrets.token_urlsafe(96),
+                               "expires_at": format_expiry(expires)}}
+    write_private(current, json.dumps(document).encode())
+
+
+def renew_keys(paths: Paths, ttl: float = KEY_TTL, now: float | None = None) -> list[str]:
+    """Renew every instance's keys that expire within ``RENEW_BEFORE`` (or ``ttl / 6`` when shorter), as OTC
+    renews an agency's keys 10 minutes before they expire; the addresses renewed."""
+    clock = time.time() if now is None else now
+    renewed = []
+    for ip, known in _key_files(paths, (SECURITY_KEY,)):
+        if known.expires_at is not None and known.expires_at - clock < min(RENEW_BEFORE, ttl / 6):
+            issue_key(paths, ip, ttl, clock)
+            renewed.append(ip)
+    return renewed
+
+
+def node_keys(paths: Paths) -> dict[str, KnownKey]:
+    """Every temporary key handed out and not yet dropped, by access key."""
+    return {known.key.access: known for _ip, known in _key_files(paths, (SECURITY_KEY, PREVIOUS_KEY))}
+
+
+def _key_files(paths: Paths, names: tuple[str, ...]) -> list[tuple[str, KnownKey]]:
+    found = []
+    if paths.metadata_dir.is_dir():
+        for folder in paths.metadata_dir.iterdir():
+            for name in names:
+                with contextlib.suppress(OSError, ValueError):
+                    found.append((folder.name, key_from_securitykey(json.loads((folder / name).read_bytes()))))
+    return found
 
 
 def unpublish(paths: Paths, node: NodeRecord) -> None:

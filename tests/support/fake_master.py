@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from bootstrap_agent.capacity import totals
+
 if TYPE_CHECKING:
     from tests.support.fake_otc import FakeOtc
 
@@ -37,12 +39,18 @@ class FakeMasterStatus:
     serve_certificate: str | None = None  # another certificate than the user-data's (a wrong or foreign host)
     requests_seen: list[dict[str, Any]] = field(default_factory=list)  # each request that passed TLS
     rendered_ago: float = 0.0  # how long ago the master's daemon last rendered the document (0: it runs)
+    loads: dict[str, dict[str, Any]] = field(default_factory=dict)  # ip -> the member's ``load`` (agents)
+    drains: dict[str, dict[str, Any]] = field(default_factory=dict)  # ip -> the member's ``drain`` (draining)
+    capacities: dict[str, dict[str, int]] = field(default_factory=dict)  # ip -> the member's ``capacity``
+    in_state: dict[str, float] = field(default_factory=dict)  # ip -> seconds since the member entered its state
 
     def answer(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str] | None:
         """The answer for a status request, None for any other URL; raises what the connection would."""
         parts = urlsplit(str(request.url))
         master = self._master_at(parts.hostname or "")
         if master is None:
+            if any(e.data.get("public_ip_address") == parts.hostname for e in self.otc.eips.values()):
+                raise requests.ConnectionError(f"{parts.hostname}: connection refused (the EIP is bound to no server)")
             return None
         if parts.path != "/status.json":
             return 404, {}, "not found"
@@ -70,15 +78,26 @@ class FakeMasterStatus:
                 continue
             role = "agent" if data.get("as_group") else "master"
             state, reason = self.states.get(data["ip"], ("ready", ""))
-            members.append({"uuid": data["id"], "role": role, "ip": data["ip"], "hostname": data["name"],
-                            "state": state, "reason": reason, "services": {}, "since": now})
+            since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - self.rendered_ago
+                                                                    - self.in_state.get(data["ip"], 0.0)))
+            member = {"uuid": data["id"], "role": role, "ip": data["ip"], "hostname": data["name"],
+                      "state": state, "reason": reason, "services": {}, "since": since}
+            if data["ip"] in self.capacities:
+                member["capacity"] = self.capacities[data["ip"]]
+            if data["ip"] in self.loads:
+                member["load"] = self.loads[data["ip"]]
+            if data["ip"] in self.drains:
+                member["drain"] = self.drains[data["ip"]]
+            members.append(member)
         members.sort(key=lambda m: (m["role"] != "master", m["ip"]))
         ready = [m for m in members if m["state"] == "ready"]
         counts = {"members": len(members), "ready": len(ready)}
         for role in ("master", "agent"):
             counts[f"{role}s"] = sum(1 for m in members if m["role"] == role)
             counts[f"{role}s_ready"] = sum(1 for m in ready if m["role"] == role)
-        return {"schema": 1, "cluster": cluster, "rendered_at": now, "counts": counts, "members": members}
+        # ``totals`` as the master sums them (plan/cluster_status.py: bootstrap_agent.capacity.totals)
+        return {"schema": 1, "cluster": cluster, "rendered_at": now, "counts": counts, "totals": totals(members),
+                "members": members}
 
     def _master_at(self, address: str) -> dict[str, Any] | None:
         """The user-data of the master the EIP ``address`` is bound to."""

@@ -51,7 +51,10 @@ class LocalCloud:
                                                    desired=desired, max_agents=max_agents))
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "provision_min", *args, "--cloud", "local", "--config", str(self.config)]
+        """The command with this cloud's options, before a ``--`` (what follows it is a remote command)."""
+        options = ["--cloud", "local", "--config", str(self.config)]
+        split = args.index("--") if "--" in args else len(args)
+        return [sys.executable, "-m", "provision_min", *args[:split], *options, *args[split:]]
 
     def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return subprocess.run(self.argv(*args), capture_output=True, text=True, env=self.env, timeout=timeout,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import threading
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +19,9 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
 
 ALL_S3 = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
 
@@ -71,6 +75,35 @@ def moto_server() -> Iterator[str]:
         yield endpoint
     finally:
         server.stop()
+
+
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # Linux <linux/in.h>; Python does not export it
+
+
+@contextmanager
+def moto_server_on(address: str) -> Iterator[str]:
+    """moto's server (authentication off) on one address of a bridge the test's cluster owns, so that its nodes
+    reach it: never 0.0.0.0 nor a public interface. Bound with ``IP_FREEBIND``, so it can start before the
+    bridge carries the address (the local cloud's ``up`` makes the bridge, then boots nodes at once); until then
+    nobody can connect. Nothing is answered from anywhere else; yields ``http://<address>:<port>``."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+        listener.bind((address, 0))
+        listener.listen(128)
+        server = make_server(address, 0, DomainDispatcherApplication(create_backend_app), threaded=True,
+                             fd=listener.fileno())  # werkzeug serves a duplicate of the descriptor
+    finally:
+        listener.close()
+    thread = threading.Thread(target=server.serve_forever, name=f"moto-{address}", daemon=True)
+    thread.start()
+    try:
+        yield f"http://{address}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 @contextmanager

@@ -122,8 +122,9 @@ class Env:
 
     def run(self, *argv: str, env: dict[str, str] | None = None) -> Result:
         args = list(argv)
-        if "--config" not in args:
-            args += ["--config", str(self.cluster_file)]
+        if "--config" not in args:  # before a ``--``: what follows it is a remote command (ssh)
+            split = args.index("--") if "--" in args else len(args)
+            args[split:split] = ["--config", str(self.cluster_file)]
         poller = Poller(sleep=self.clock.sleep, clock=self.clock.time, interval=2.0)
         self.capsys.readouterr()
         code = cli.main(args, env=self.vars if env is None else env, poller=poller)
