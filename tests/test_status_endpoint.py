@@ -44,7 +44,10 @@ def test_status_document_behind_the_password_and_read_with_the_pinned_certificat
             answer: StatusAnswer = net.call(fetch, access)
         except NoAnswer:  # not served yet
             return None
-        return answer if answer.document["counts"]["ready"] == 2 else None
+        ready = answer.document["counts"]["ready"] == 2
+        # an agent's ``load`` comes with its first measured pass, which may follow its first report
+        return answer if ready and all("load" in m for m in answer.document["members"] if m["role"] == "agent") \
+            else None
 
     answer = master.wait_for("master and agent ready in status.json", both_ready, timeout=60)
     doc = answer.document

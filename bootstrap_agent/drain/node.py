@@ -5,7 +5,8 @@ of applying the plan (nothing is restarted under a leaving node); SIGTERM while 
 
 Who may start a drain: the AS group's lifecycle hook (``reason: lifecycle``) and the system stopping
 (``reason: shutdown``). A SIGTERM that only restarts the daemon (an upgrade, ``systemctl restart``) does not
-drain: ``drain_on_stop`` ``auto`` asks systemd whether the system is stopping (``is-system-running``);
+drain: ``drain_on_stop`` ``auto`` asks systemd whether the system is stopping (``is-system-running``) and
+not rebooting (a reboot brings the instance back; a shutdown drain also ends with its boot, ``record.py``);
 ``always`` (tests, the process manager) and ``never`` say it outright.
 """
 
@@ -31,6 +32,7 @@ from bootstrap_agent.schema import Settings
 from bootstrap_agent.state import State
 
 DRAIN_ON_STOP = ("auto", "always", "never")
+REBOOT_TARGETS = ("reboot.target", "kexec.target", "soft-reboot.target")
 
 
 class NodeDrain:
@@ -141,4 +143,16 @@ class NodeDrain:
             done = subprocess.run(["systemctl", "is-system-running"], capture_output=True, timeout=5, check=False)
         except (OSError, subprocess.TimeoutExpired):
             return False
-        return done.stdout.decode(errors="replace").strip() == "stopping"
+        if done.stdout.decode(errors="replace").strip() != "stopping":
+            return False
+        # A reboot brings the same instance back at once: it rejoins instead of leaving (its tasks end with the
+        # boot either way). Only a poweroff, an ACPI shutdown from the console, drains.
+        try:
+            jobs = subprocess.run(["systemctl", "list-jobs", "--no-legend", "--no-pager"], capture_output=True,
+                                  timeout=5, check=False).stdout.decode(errors="replace")
+        except (OSError, subprocess.TimeoutExpired):
+            return True
+        if any(target in jobs for target in REBOOT_TARGETS):
+            self.log.info("drain_skipped", why="the system reboots: the instance comes back")
+            return False
+        return True
