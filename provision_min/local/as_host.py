@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from provision_min.lifecycle import hook_name, topic_name
 from provision_min.local import machine
 from provision_min.local.as_service import PORT, NspawnMachines
 from provision_min.local.as_state import INSERVICE, AsState, new_access_key
+from provision_min.local.background import start_and_wait
 from provision_min.local.layout import CloudState, Paths
 from provision_min.local.metadata_host import user_data
 from provision_min.local.progress import Progress
@@ -79,24 +79,14 @@ def start_service(paths: Paths, state: CloudState, config: ClusterConfig, timeou
     paths.save(state)  # named before it runs: down looks for it by the state folder in its command line
     if service_pid(paths) is not None:
         return
-    offset = paths.as_log.stat().st_size if paths.as_log.exists() else 0
     argv = [sys.executable, "-m", AS_MODULE, "--state-dir", str(paths.root), "--bind", state.host_ip,
             "--port", str(PORT), "--min-hook-timeout", str(min(300, hook_timeout(config)))]
-    with paths.as_log.open("ab") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                                close_fds=True, cwd="/")
-    state.as_pid = proc.pid
-    paths.save(state)
-    deadline = time.monotonic() + timeout
-    while True:
-        with paths.as_log.open("rb") as log:
-            log.seek(offset)
-            if b'"event": "listening"' in log.read():
-                return
-        if proc.poll() is not None or time.monotonic() > deadline:
-            tail = paths.as_log.read_text(errors="replace")[-1500:]
-            raise ProvisionError(f"the AS service did not start (log {paths.as_log}):\n{tail}")
-        time.sleep(0.05)
+
+    def record(pid: int) -> None:
+        state.as_pid = pid
+        paths.save(state)
+
+    start_and_wait(argv, paths.as_log, "AS service", timeout, record)
 
 
 def stop_service(paths: Paths, timeout: float = 10.0) -> bool:

@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import secrets
-import subprocess
 import sys
 import time
 from typing import Any
@@ -20,10 +19,10 @@ from bootstrap_agent.zk import acls
 from provision_min.config import ClusterConfig
 from provision_min.dashboard import hash_password as hash_password  # re-exported: one hash for every cloud
 from provision_min.dashboard import master_section
-from provision_min.errors import ProvisionError
 from provision_min.files import write_private
 from provision_min.local import machine
 from provision_min.local.as_state import new_access_key
+from provision_min.local.background import start_and_wait
 from provision_min.local.layout import METADATA_IP, CloudState, Names, NodeRecord, Paths
 from provision_min.local.subnets import local_config
 
@@ -127,24 +126,14 @@ def start_metadata(paths: Paths, state: CloudState, timeout: float = 15.0) -> No
     if metadata_running(paths, state):
         return
     paths.metadata_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    offset = paths.metadata_log.stat().st_size if paths.metadata_log.exists() else 0
-    with paths.metadata_log.open("ab") as log:
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", Names(state.cluster).metadata_ns, sys.executable, "-m", METADATA_MODULE,
-             "--bind", METADATA_IP, "--port", "80", "--dir", str(paths.metadata_dir)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True, cwd="/")
-    state.metadata_pid = proc.pid  # ip netns exec execs the server: same pid
-    paths.save(state)
-    deadline = time.monotonic() + timeout
-    while True:
-        with paths.metadata_log.open("rb") as log:
-            log.seek(offset)
-            if b'"event": "listening"' in log.read():
-                return
-        if proc.poll() is not None or time.monotonic() > deadline:
-            tail = paths.metadata_log.read_text(errors="replace")[-1500:]
-            raise ProvisionError(f"the metadata service did not start (log {paths.metadata_log}):\n{tail}")
-        time.sleep(0.05)
+    argv = ["ip", "netns", "exec", Names(state.cluster).metadata_ns, sys.executable, "-m", METADATA_MODULE,
+            "--bind", METADATA_IP, "--port", "80", "--dir", str(paths.metadata_dir)]
+
+    def record(pid: int) -> None:
+        state.metadata_pid = pid  # ip netns exec execs the server: same pid
+        paths.save(state)
+
+    start_and_wait(argv, paths.metadata_log, "metadata service", timeout, record)
 
 
 def stop_metadata(paths: Paths, state: CloudState) -> bool:
