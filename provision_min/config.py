@@ -27,7 +27,7 @@ import yaml
 
 from provision_min import dashboard as dashboard_login
 from provision_min import s3_keys, userdata
-from provision_min.config_fields import choice, image_id, kind, name_like, network, show, string, whole
+from provision_min.config_fields import agency, choice, image_id, kind, name_like, network, show, string, whole
 from provision_min.config_sections import HOOK_TIMEOUT as HOOK_TIMEOUT  # re-exported: scale.py
 from provision_min.config_sections import Agents, Drain, agents_section, autoscaling_section, drain_section
 from provision_min.errors import InputError
@@ -44,7 +44,7 @@ REQUIRED = (
 )
 OPTIONAL = (
     "mesos", "alluxio", "credentials", "root_volume_gb", "volume_type", "eip_bandwidth_mbit", "public_cidr",
-    "dns_servers", "dashboard", "autoscaling", "drain",
+    "dns_servers", "dashboard", "autoscaling", "drain", "agency",
 )
 CLUSTER_NAME = re.compile(r"^[a-z0-9-]{1,32}$")  # the schema's rule: the name is in every node's user-data
 REGION = re.compile(r"^[a-z0-9-]{2,32}$")
@@ -83,6 +83,13 @@ class ClusterConfig:
     dashboard: dict[str, Any] | None = None  # the masters' login: user, password_hash, auth (provision_min.dashboard)
     autoscaling: dict[str, Any] | None = None  # the scaler's policy, min/max filled from agents (masters only)
     drain: Drain = Drain()  # noqa: RUF009 - a frozen dataclass (config_sections.py): one shared default is safe
+    agency: str | None = None  # the IAM agency attached to every node (ECS metadata agency_name), OTC only
+
+    @property
+    def server_metadata(self) -> dict[str, str]:
+        """What every node's ECS (a master's server, the agents' AS configuration) carries as metadata besides
+        our own keys: the agency that hands the node its temporary AK/SK."""
+        return {"agency_name": self.agency} if self.agency else {}
 
     @property
     def gateway_ip(self) -> str:
@@ -273,6 +280,7 @@ def parse(document: Any, path: Path, env: Mapping[str, str] | None = None) -> Cl
         dashboard=dashboard_login.check_section(document.get("dashboard")),
         autoscaling=autoscaling_section(document.get("autoscaling"), agents),
         drain=drain_section(document.get("drain", {})),
+        agency=agency(document),
     )
     # Both roles' user-data must pass the agent's validation (and its 32 KB limit) with a secret of real size.
     config.user_data("master", userdata.PLACEHOLDER_SECRET, operator_acl_id=userdata.PLACEHOLDER_OPERATOR_ACL_ID,

@@ -14,6 +14,7 @@ from typing import Any
 from provision_min.errors import InputError
 
 NAME_LIKE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+AGENCY_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # IAM: 1-64 letters, digits, '_' and '-'
 IMAGE_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 
 def show(value: Any) -> str:
@@ -45,6 +46,17 @@ def name_like(document: Mapping[str, Any], key: str) -> str:
     value = string(document, key)
     if not NAME_LIKE.match(value):
         raise InputError(f"{key}: {value!r} may only hold letters, digits and '._:-'")
+    return value
+
+
+def agency(document: Mapping[str, Any]) -> str | None:
+    """The IAM agency (delegated to ECS) that ``up`` attaches to every node: the nodes' temporary keys come from
+    it, and without one a node cannot call back its lifecycle hook nor a master's scaler act."""
+    if "agency" not in document:
+        return None
+    value = string(document, "agency")
+    if not AGENCY_NAME.match(value):
+        raise InputError(f"agency: {value!r} is not an IAM agency name (1 to 64 letters, digits, '_' and '-')")
     return value
 
 

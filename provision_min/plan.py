@@ -188,7 +188,7 @@ def _master_steps(config: ClusterConfig, topo: Topology, seen: Observed, documen
                     "security_groups": [{"id": Ref(f"sg:{g.name}")} for g in topo.master_groups],
                     "key_name": config.key_name,
                     "user_data": UserData("master", document),
-                    "metadata": {DIGEST_KEY: digest(document)},  # what up compares on a changed cluster file
+                    "metadata": {**config.server_metadata, DIGEST_KEY: digest(document)},  # digest: compared by up
                     "count": 1,
                 }},
                 produces=((f"job:{name}", at("job_id")), (f"server:{name}", at("serverIds", 0))),

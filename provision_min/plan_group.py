@@ -25,7 +25,7 @@ def configuration_body(config: ClusterConfig, topo: Topology, name: str, documen
             "disk": [{"size": config.root_volume_gb, "volume_type": config.volume_type, "disk_type": "SYS"}],
             "key_name": config.key_name,
             "user_data": UserData("agent", document),
-            "metadata": {},
+            "metadata": config.server_metadata,
             "security_groups": [{"id": Ref(f"sg:{topo.agent_group.name}")}],
         },
     }

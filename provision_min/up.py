@@ -78,6 +78,16 @@ def check_state_for(current: state.ClusterState | None, state_path: Path, seen: 
         )
 
 
+def agency_warnings(config: ClusterConfig) -> list[str]:
+    """Without an agency the nodes get no temporary keys: the cluster runs, but nothing a node signs works."""
+    if config.agency:
+        return []
+    lost = "agents cannot call back their lifecycle hook (each removal waits out the hook's timeout, undrained)"
+    if config.autoscaling and config.autoscaling.get("enabled") is True:
+        lost += " and the masters' scaler cannot act"
+    return [f"agency: not set: {lost}; name an IAM agency delegated to ECS with the AS permissions (docs/otc.md)"]
+
+
 def drift_warnings(config: ClusterConfig, topo: Topology, seen: Observed) -> list[str]:
     group = seen.as_group
     if group is None:
@@ -118,8 +128,9 @@ def run_up(config: ClusterConfig, client: OtcClient, poller: Poller, state_path:
     log.info("up_complete", cluster=config.cluster, api_calls=len(client.calls))
     desired = seen.as_group.get("desire_instance_number") if seen.as_group else None
     rollout = plan_rollout(config, seen, docs)
-    return UpResult(created=calls, ids=ids, bucket=bucket, warnings=drift_warnings(config, topo, seen)
-                    + rollout.blocked(), agents_desired=desired if isinstance(desired, int) else config.agents.desired,
+    warnings = agency_warnings(config) + drift_warnings(config, topo, seen) + rollout.blocked()
+    return UpResult(created=calls, ids=ids, bucket=bucket, warnings=warnings,
+                    agents_desired=desired if isinstance(desired, int) else config.agents.desired,
                     documents=docs, rollout=not rollout.empty)
 
 

@@ -141,3 +141,32 @@ def test_plan_after_a_partial_up_fills_in_the_ids_it_found(env: Env, cloud: Fake
     server = calls[0]["body"]["server"]
     assert server["vpcid"] == vpc_id and server["nics"] == [{"subnet_id": subnet_id, "ip_address": "192.168.0.10"}]
     assert all(re.fullmatch(r"sg-\d{4}-[0-9a-f-]+", g["id"]) for g in server["security_groups"])
+
+
+def test_the_agency_reaches_every_node_and_its_absence_is_warned_about(env: Env, cloud: FakeOtc) -> None:
+    """The nodes' temporary keys come from the IAM agency attached to them: ``up`` attaches the cluster file's
+    ``agency`` to each master's server and to the agents' AS configuration (ECS metadata ``agency_name``)."""
+    env.write_cluster(cluster_document(alluxio=None, credentials=None, agency="eo-cluster-nodes"))
+    planned = parse(env.run("plan", "--offline", "--json").out)
+    server = next(c for c in planned if c["url"].endswith("/cloudservers"))
+    assert server["body"]["server"]["metadata"]["agency_name"] == "eo-cluster-nodes"
+    configuration = next(c for c in planned if c["url"].endswith("/scaling_configuration"))
+    assert configuration["body"]["instance_config"]["metadata"] == {"agency_name": "eo-cluster-nodes"}
+    result = env.run("up")
+    assert result.code == 0 and "agency" not in result.err, result.err
+    made = [c.body for c in cloud.calls if c.method == "POST" and c.path.endswith(("/cloudservers",
+                                                                                   "/scaling_configuration"))]
+    assert [b.get("server", b.get("instance_config"))["metadata"]["agency_name"] for b in made] == [
+        "eo-cluster-nodes", "eo-cluster-nodes"]
+
+    env.write_cluster(cluster_document(alluxio=None, credentials=None, agency="eo nodes!"))
+    refused = env.run("plan", "--offline")
+    assert refused.code == 2
+    assert refused.error_line().endswith("cluster.yaml: agency: 'eo nodes!' is not an IAM agency name (1 to 64 "
+                                         "letters, digits, '_' and '-')")
+
+    env.write_cluster(cluster_document(alluxio=None, credentials=None))
+    warned = env.run("up")
+    assert warned.code == 0
+    assert ("provision-min: warning: agency: not set: agents cannot call back their lifecycle hook"
+            in warned.err), warned.err

@@ -79,8 +79,10 @@ class Result:
         return self.out.splitlines()
 
     def error_line(self) -> str:
-        """The one-line ``provision-min: ...`` message (log lines are JSON and start with ``{``)."""
-        lines = [line for line in self.err.splitlines() if line.startswith("provision-min:")]
+        """The one-line ``provision-min: ...`` message (log lines are JSON and start with ``{``; warnings are not
+        the error)."""
+        lines = [line for line in self.err.splitlines()
+                 if line.startswith("provision-min:") and not line.startswith("provision-min: warning:")]
         assert len(lines) == 1, self.err
         return lines[0]
 
