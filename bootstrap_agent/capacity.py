@@ -126,6 +126,33 @@ def add_up(shares: Iterable[Share]) -> dict[str, Any]:
     return result
 
 
+def add_up_counted(counted: Mapping[Share, int]) -> dict[str, Any]:
+    """``add_up`` of shares given with how many members have each (a master keeps its members' shares counted,
+    so a join or leave changes one count and the totals are summed over the few distinct sizes)."""
+    result: dict[str, Any] = {**_zero(), "masters": 0, "unreported": 0,
+                              "by_state": {state: _zero() for state in STATES}}
+    by_state: dict[str, dict[str, int]] = result["by_state"]
+    for (role, state, cpus, memory, alluxio, reported), n in counted.items():
+        if role == "master":
+            result["masters"] += n
+            continue
+        if role != "agent" or n <= 0:
+            continue
+        bucket = by_state.get(state) or by_state.setdefault(state, _zero())
+        result["agents"] += n
+        bucket["agents"] += n
+        if not reported:
+            result["unreported"] += n
+            continue
+        result["cpus"] += cpus * n
+        result["memory_bytes"] += memory * n
+        result["alluxio_bytes"] += alluxio * n
+        bucket["cpus"] += cpus * n
+        bucket["memory_bytes"] += memory * n
+        bucket["alluxio_bytes"] += alluxio * n
+    return result
+
+
 def totals(members: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The cluster's totals: agents, their CPUs, memory and Alluxio RAM, in all and per state (every state
     listed, zeros included, so a reader never meets a missing key); ``masters`` their count; ``unreported``:

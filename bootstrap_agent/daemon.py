@@ -84,6 +84,7 @@ class Daemon(DaemonCluster, DaemonReport):
         self.ready_sent = False
         self.reconciles = 0
         self.conceal_logged = False  # metadata_not_concealed is logged when it starts, not every pass
+        self.conceal_problem, self.conceal_checked_at = "", None  # the last concealment probe (daemon_report)
         self.metrics = NodeMetrics()  # bootstrap_agent/metrics.py: updated by every pass, served by the exporter
         self.exporter = Exporter(options.metrics_port, self.metrics.registry, log)
         self.cluster_metrics: ClusterMetrics | None = None  # masters: members by state, join→rendered latency
@@ -215,7 +216,7 @@ class Daemon(DaemonCluster, DaemonReport):
         self.metrics.applied(outcome.services, outcome.actions)
         if outcome.reason:
             problems.append(outcome.reason)
-        self._check_concealment(problems)
+        self._check_concealment(problems, kinds)
         state = "ready" if outcome.exit_code == 0 and not problems else "degraded"
         save_status(self.state, settings, self.facts.ip, self.inputs.fetched.source,
                     Outcome(outcome.exit_code, state, "; ".join(problems), outcome.services), self.log)

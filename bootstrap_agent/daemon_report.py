@@ -28,6 +28,8 @@ from bootstrap_agent.sdnotify import Notifier
 from bootstrap_agent.state import State
 from bootstrap_agent.status import Outcome, save_status
 
+CONCEAL_RECHECK = 60.0  # seconds a concealed node's probe answer is kept (see _check_concealment)
+
 
 class DaemonReport:
     """The reporting methods; the attributes are the daemon's own (set in ``Daemon.__init__``)."""
@@ -44,6 +46,8 @@ class DaemonReport:
     peers: Peers
     ready_sent: bool
     conceal_logged: bool
+    conceal_problem: str  # the last probe's answer ("" : concealed, or not ours to check)
+    conceal_checked_at: float | None  # monotonic time of that probe
     metrics: NodeMetrics
     exporter: Exporter
     cluster_metrics: ClusterMetrics | None
@@ -68,9 +72,20 @@ class DaemonReport:
         except Exception as exc:
             self.log.error("metrics_failed", error=f"{type(exc).__name__}: {exc}")
 
-    def _check_concealment(self, problems: list[str]) -> None:
-        """A node whose metadata is open to every uid is degraded (bootstrap_agent/conceal.py); logged once."""
-        problem = concealment_problem(self.layout)
+    def _check_concealment(self, problems: list[str], kinds: set[str] | frozenset[str] = frozenset()) -> None:
+        """A node whose metadata is open to every uid is degraded (bootstrap_agent/conceal.py); logged once.
+
+        The probe (a Python process as another uid that tries two connections) cost a master more than the rest
+        of a pass whose only news was a join (issue 17), so it runs at the daemon's start, at every SIGHUP (an
+        operator's request to check everything), at least every ``CONCEAL_RECHECK`` seconds (so at every
+        tick), and at every pass while the node is found exposed (a repair shows at once); a pass for a
+        member's or a watch's news in between keeps the last answer."""
+        now = time.monotonic()
+        if (self.conceal_problem or self.conceal_checked_at is None or kinds & {"start", "reload"}
+                or now - self.conceal_checked_at >= CONCEAL_RECHECK):
+            self.conceal_problem = concealment_problem(self.layout)
+            self.conceal_checked_at = now
+        problem = self.conceal_problem
         if problem:
             problems.append(problem)
             if not self.conceal_logged:

@@ -13,12 +13,15 @@ the node's clock and the end of the pass the master's: the figure includes their
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
 from bootstrap_agent.member import ROLES, STATES
+from bootstrap_agent.member_rows import delta_of
+from bootstrap_agent.plan.fragments import Folded
 
 JOIN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 SKEW = 5.0  # seconds a node's clock may be behind the master's and its join still count
@@ -40,6 +43,21 @@ def join_latencies(previous: set[str] | None, previous_read: float | None, membe
     return out
 
 
+def _role_state(member: Mapping[str, Any]) -> tuple[str, str]:
+    return str(member.get("role")), str(member.get("state"))
+
+
+def _tally(members: tuple[Mapping[str, Any], ...]) -> Counter[tuple[str, str]]:
+    return Counter(map(_role_state, members))
+
+
+def _fold_tally(tally: Counter[tuple[str, str]], removed: tuple[Mapping[str, Any], ...],
+                added: tuple[Mapping[str, Any], ...]) -> Counter[tuple[str, str]]:
+    tally.subtract(map(_role_state, removed))
+    tally.update(map(_role_state, added))
+    return tally
+
+
 class ClusterMetrics:
     """Registered into the node's registry the first time the node renders as a master."""
 
@@ -50,7 +68,9 @@ class ClusterMetrics:
         self.join = Histogram("bootstrap_agent_member_join_rendered_seconds",
                               "From a new member's report (its since) to the end of the master's pass that "
                               "rendered it", buckets=JOIN_BUCKETS, registry=registry)
-        self.rendered: set[str] | None = None
+        self.rendered: set[str] | None = None  # the uuids of the view last rendered with a new read
+        self._rendered_view: tuple[Any, ...] | None = None  # that view (its successor says what changed)
+        self._tally: Folded[Counter[tuple[str, str]]] = Folded(_tally, _fold_tally)
         self._last_view: object = None
         self.read_at: float | None = None
         for role in ROLES:
@@ -67,17 +87,24 @@ class ClusterMetrics:
             self.read_at = read_at if read_at is not None else self.read_at
             return
         self._last_view = members
-        listed = list(members)
-        counts = {(role, state): 0 for role in ROLES for state in STATES}
-        for member in listed:
-            key = (str(member.get("role")), str(member.get("state")))
-            if key in counts:
-                counts[key] += 1
-        for (role, state), count in counts.items():
-            self.members.labels(role, state).set(count)
+        rows = members if isinstance(members, tuple) else tuple(members)
+        tally = self._tally.get(rows)
+        for role in ROLES:
+            for state in STATES:
+                self.members.labels(role, state).set(tally[(role, state)])
         if read_at is None or read_at == self.read_at:
             return  # the same view as last time: nothing was read, so nothing joined
-        for seconds in join_latencies(self.rendered, self.read_at, listed, rendered_at):
+        delta = delta_of(rows, self._rendered_view) if self.rendered is not None else None
+        if delta is None:
+            latencies = join_latencies(self.rendered, self.read_at, rows, rendered_at)
+            self.rendered = {str(m.get("uuid")) for m in rows}
+        else:  # only the rows that came can be new members (a changed member is one that went and came)
+            assert self.rendered is not None
+            removed, added = delta
+            latencies = join_latencies(self.rendered, self.read_at, added, rendered_at)
+            self.rendered.difference_update(str(m.get("uuid")) for m in removed)
+            self.rendered.update(str(m.get("uuid")) for m in added)
+        for seconds in latencies:
             self.join.observe(seconds)
-        self.rendered = {str(m.get("uuid")) for m in listed}
+        self._rendered_view = rows
         self.read_at = read_at

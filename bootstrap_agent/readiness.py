@@ -23,7 +23,7 @@ def wait_ready(
     deadline = time.monotonic() + timeout
     while pending:
         still = []
-        known = _unit_states(manager, [s.unit for s in pending])
+        known = unit_states(manager, [s.unit for s in pending])
         for service in pending:
             missing = _ports_missing(service, manager, known.get(service.unit))
             if missing is None:
@@ -40,7 +40,7 @@ def wait_ready(
     return status
 
 
-def _unit_states(manager: ServiceManager, units: list[str]) -> dict[str, tuple[bool, int | None]]:
+def unit_states(manager: ServiceManager, units: list[str]) -> dict[str, tuple[bool, int | None]]:
     """(running, main pid) of each unit in one question, when the manager can answer for several at once
     (systemd: ``SystemdManager.unit_states``); else {} and ``_ports_missing`` asks per unit as before."""
     states = getattr(manager, "unit_states", None)
@@ -54,7 +54,7 @@ def _ports_missing(
     service: DesiredService, manager: ServiceManager, known: tuple[bool, int | None] | None = None
 ) -> list[str] | None:
     """The unit's ports and unix sockets its own processes do not hold yet; ``None`` when it is not running.
-    ``known``: the unit's (running, main pid) already asked for this poll (``_unit_states``)."""
+    ``known``: the unit's (running, main pid) already asked for this poll (``unit_states``)."""
     if not (known[0] if known is not None else manager.is_active(service.unit)):
         return None
     wanted = [f"{h}:{p}" for h, p in service.ports] + [f"unix:{path}" for path in service.sockets]

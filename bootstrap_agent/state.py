@@ -33,6 +33,7 @@ class StoredUserData:
 
 class State:
     def __init__(self, layout: Layout) -> None:
+        self.layout = layout
         self.dir = Path(layout.path(STATE_DIR))
 
     # identity ---------------------------------------------------------------------------------------------

@@ -11,6 +11,10 @@ stand-in's interval; the real master pings agents every ``--agent_ping_timeout``
 ``Slave::shutdown`` does, and the next start is a new agent. SIGTERM leaves the tasks running: a restarted agent
 recovers them and re-registers with its old id (``--recover=reconnect``; ``mesos_agent_tasks.py``).
 
+Status updates are reliable (MB11): the agent sends each task's oldest unacknowledged update to the leader and
+re-sends it every ``STATUS_UPDATE_RETRY`` seconds until the framework's ACKNOWLEDGE comes back
+(``POST /standin/acknowledge`` from the master), and re-registers with its terminated-but-unacknowledged tasks.
+
 The agent ↔ master calls are the stand-in protocol of ``mesos_master.py``.
 """
 
@@ -20,6 +24,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +36,10 @@ from standins.mesos_model import machine_resources
 from standins.mesos_webui import MASTER_INFO_LABEL, parse_zk
 
 PING_INTERVAL = 0.5
+# The real agent retries an unacknowledged update after 10 s, doubling up to 10 min
+# (``STATUS_UPDATE_RETRY_INTERVAL_MIN``/``_MAX``, src/slave/constants.hpp). The stand-in, whose times are all short
+# so tests run fast (``PING_INTERVAL``), retries every 2 s without backoff.
+STATUS_UPDATE_RETRY = 2.0
 
 
 def _own_ip(hostname: str) -> str:
@@ -95,8 +104,6 @@ class AgentRuntime:
         self.attributes = dict(base["attributes"])
         routes["/state"] = routes["/slave(1)/state"] = self._state
         self.master: tuple[str, str] | None = None  # (master id, ip:port) registered with
-        self._pending: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
         self.detector = LeaderDetector(flags["master"])
         self.tasks = TaskRunner(flags["work_dir"], self._queue_status)
         self.agent_id = self.tasks.recover()
@@ -141,6 +148,14 @@ class AgentRuntime:
             grace = body.get("grace_seconds")
             self.tasks.kill(str(body["framework_id"]), str(body["task_id"]),
                             float(grace) if isinstance(grace, int | float) else None)
+        elif request.path == "/standin/acknowledge":
+            if self.tasks.acknowledge(str(body["framework_id"]), str(body["task_id"]), str(body["uuid"])):
+                self._wake.set()  # the task's next update, if any, is due
+            else:
+                log_event("agent_unexpected_acknowledgement", framework_id=body["framework_id"],
+                          task_id=body["task_id"], uuid=body["uuid"])
+        elif request.path == "/standin/shutdown_framework":
+            self.tasks.shutdown_framework(str(body["framework_id"]))
         elif request.path == "/standin/shutdown":
             threading.Thread(target=self._shutdown, args=(str(body.get("message", "")),), daemon=True).start()
         else:
@@ -157,9 +172,7 @@ class AgentRuntime:
     # Agent → master -------------------------------------------------------------------------------------------
 
     def _queue_status(self, update: dict[str, Any]) -> None:
-        with self._lock:
-            self._pending.append(update)
-        self._wake.set()
+        self._wake.set()  # the task runner queued it: send it now
 
     def _loop(self) -> None:
         while not self._stopped.is_set():
@@ -192,7 +205,7 @@ class AgentRuntime:
         info = {"id": self.agent_id, "hostname": self.hostname, "ip": self.ip, "port": self.port,
                 "resources": self.resources, "attributes": self.attributes, "version": self.version}
         status, body = post_json(f"http://{leader[1]}/standin/agent/register",
-                                 {"agent": info, "tasks": self.tasks.live()})
+                                 {"agent": info, "tasks": self.tasks.for_reregistration()})
         if status == 403 and isinstance(body, dict):
             self._shutdown(str(body.get("shutdown", "")))
             return
@@ -204,19 +217,15 @@ class AgentRuntime:
             self.tasks.set_agent_id(str(body["agent_id"]))
         self.agent_id, self.master = str(body["agent_id"]), leader
         log_event("agent_registered", agent_id=self.agent_id, master=leader[1])
+        self.tasks.resend_all()
         self._flush(leader)
 
     def _flush(self, leader: tuple[str, str]) -> None:
-        while True:
-            with self._lock:
-                if not self._pending:
-                    return
-                update = self._pending[0]
+        """Send every update that is due; each stays queued until the framework acknowledges it."""
+        for update in self.tasks.due(time.monotonic(), STATUS_UPDATE_RETRY):
             status, _ = post_json(f"http://{leader[1]}/standin/agent/status",
                                   {"agent_id": self.agent_id, "task": update})
             if status != 200:
                 self.master = None  # forgotten: re-register first, then resend
+                self.tasks.resend_all()
                 return
-            with self._lock:
-                self._pending.pop(0)
-            self.tasks.reported(update)

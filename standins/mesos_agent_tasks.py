@@ -16,13 +16,20 @@ Executors outlive the agent, as with the real agent's default ``--recover=reconn
 command executor) runs the command and writes its exit status into the sandbox, and the agent checkpoints its
 id (``<work_dir>/meta/slaves/latest``, ``src/slave/paths.cpp``) and its tasks
 (``meta/slaves/<id>/standin-tasks.json``). A restarted agent adopts the tasks whose process still runs, learns the
-exit status of those that ended meanwhile, resends the states the master has not acknowledged, and re-registers
-with the same id. Completed tasks kept per framework: 150 (``DEFAULT_MAX_COMPLETED_EXECUTORS_PER_FRAMEWORK``,
-``src/slave/constants.hpp``).
+exit status of those that ended meanwhile, resends the updates the framework has not acknowledged, and
+re-registers with the same id.
+
+Status updates are reliable (STARTUP-RULES.md MB11; ``src/slave/task_status_update_manager.cpp``): each update gets
+a ``uuid`` and stays in its task's queue (checkpointed) until the framework's ACKNOWLEDGE for that uuid comes back
+through the master; the agent sends the head of each queue and re-sends it until then (``mesos_agent.py``). Updates
+of a framework the master shut down (TEARDOWN) are dropped, as ``Slave::shutdownFramework`` cleans its streams up.
+Completed tasks kept per framework: 150 (``DEFAULT_MAX_COMPLETED_EXECUTORS_PER_FRAMEWORK``,
+``src/slave/constants.hpp``); a task with unacknowledged updates is kept until they are acknowledged.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -71,11 +78,13 @@ class AgentTask:
     killing: bool = False
     pid: int | None = None
     pid_start: str | None = None
-    reported: str = ""  # the last state the master acknowledged
+    reported: str = ""  # the last state the framework acknowledged
+    unacked: list[dict[str, Any]] = field(default_factory=list)  # updates sent, not yet acknowledged, oldest first
+    sent_at: float = 0.0  # monotonic time the head of ``unacked`` was last sent (0: due now)
 
     def checkpoint(self) -> dict[str, Any]:
         return {**self.report(), "sandbox": str(self.sandbox), "pid": self.pid, "pid_start": self.pid_start,
-                "reported": self.reported, "killing": self.killing}
+                "reported": self.reported, "killing": self.killing, "unacked": self.unacked}
 
     def alive(self) -> bool:
         return self.pid is not None and self.pid_start is not None and _start_time(self.pid) == self.pid_start
@@ -106,6 +115,7 @@ class TaskRunner:
         self.lock = threading.RLock()
         self.tasks: dict[tuple[str, str], AgentTask] = {}
         self.agent_id = ""
+        self.gone_frameworks: set[str] = set()  # shut down by the master: their updates are dropped
 
     # Checkpoints ----------------------------------------------------------------------------------------------
 
@@ -157,19 +167,66 @@ class TaskRunner:
                              dict(item.get("resources", {})), Path(item["sandbox"]), self.agent_id,
                              str(item["state"]), list(item.get("statuses", [])), None, bool(item.get("killing")),
                              item.get("pid"), item.get("pid_start"), str(item.get("reported", "")))
+            task.unacked = [u for u in item.get("unacked", []) if isinstance(u, dict)]
             self.tasks[(task.framework_id, task.id)] = task
             if task.state not in TERMINAL_STATES:
                 threading.Thread(target=self._adopt, args=(task,), daemon=True).start()
-            elif task.reported != task.state:
-                self.report({**task.report(), "message": ""})  # not acknowledged before the restart: resend
+            elif task.reported != task.state and not task.unacked:  # a checkpoint without the queue
+                task.unacked.append(self._update(task, ""))
         return self.agent_id
 
-    def reported(self, update: dict[str, Any]) -> None:
+    # Reliable status updates (MB11) ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _update(task: AgentTask, message: str) -> dict[str, Any]:
+        """A status update as the agent sends it: the task's view plus the update's own ``uuid`` (base64 of the
+        16 bytes, the JSON form of the proto ``bytes`` field) and timestamp."""
+        return {**task.report(), "message": message, "uuid": base64.b64encode(uuid.uuid4().bytes).decode(),
+                "timestamp": time.time()}
+
+    def due(self, now: float, interval: float) -> list[dict[str, Any]]:
+        """The head update of every task whose queue waits for a (re)send; marks them sent at ``now``."""
+        out: list[dict[str, Any]] = []
         with self.lock:
-            task = self.tasks.get((str(update["framework_id"]), str(update["id"])))
-            if task is not None:
-                task.reported = str(update["state"])
+            for task in self.tasks.values():
+                if task.unacked and (task.sent_at == 0.0 or now - task.sent_at >= interval):
+                    task.sent_at = now
+                    out.append(task.unacked[0])
+        return out
+
+    def resend_all(self) -> None:
+        """After (re-)registering every pending update is due at once (``Slave::reregistered`` resumes the
+        status update manager, which flushes its streams)."""
+        with self.lock:
+            for task in self.tasks.values():
+                task.sent_at = 0.0
+
+    def acknowledge(self, framework_id: str, task_id: str, status_uuid: str) -> bool:
+        """The framework acknowledged ``status_uuid``: the head of the task's queue goes, the next is due."""
+        with self.lock:
+            task = self.tasks.get((framework_id, task_id))
+            if task is None or not task.unacked or task.unacked[0].get("uuid") != status_uuid:
+                return False  # "Unexpected task status update acknowledgment" (a duplicate or a stale one)
+            done = task.unacked.pop(0)
+            task.reported, task.sent_at = str(done["state"]), 0.0
+            if task.state in TERMINAL_STATES:
+                self._trim(task.framework_id)
         self.save()
+        return True
+
+    def shutdown_framework(self, framework_id: str) -> None:
+        """The master removed the framework (TEARDOWN): its pending updates are dropped, later ones too."""
+        with self.lock:
+            self.gone_frameworks.add(framework_id)
+            for task in self.tasks.values():
+                if task.framework_id == framework_id:
+                    task.unacked.clear()
+                    task.reported = task.state
+        self.save()
+
+    def pending(self) -> int:
+        with self.lock:
+            return sum(len(t.unacked) for t in self.tasks.values())
 
     # Running --------------------------------------------------------------------------------------------------
 
@@ -246,7 +303,11 @@ class TaskRunner:
         with self.lock:
             task.state = state
             task.statuses.append({"state": state, "timestamp": time.time()})
-            update = {**task.report(), "message": message}
+            update = self._update(task, message)
+            if task.framework_id in self.gone_frameworks:
+                task.reported = state
+            else:
+                task.unacked.append(update)
             if state in TERMINAL_STATES:
                 self._trim(task.framework_id)
         self.save()
@@ -254,7 +315,7 @@ class TaskRunner:
 
     def _trim(self, framework_id: str) -> None:
         done = [key for key, t in self.tasks.items() if t.framework_id == framework_id
-                and t.state in TERMINAL_STATES and t.reported == t.state]
+                and t.state in TERMINAL_STATES and t.reported == t.state and not t.unacked]
         for key in done[:max(len(done) - MAX_COMPLETED_PER_FRAMEWORK, 0)]:
             del self.tasks[key]
 
@@ -296,6 +357,12 @@ class TaskRunner:
     def live(self) -> list[dict[str, Any]]:
         with self.lock:
             return [t.report() for t in self.tasks.values() if t.state not in TERMINAL_STATES]
+
+    def for_reregistration(self) -> list[dict[str, Any]]:
+        """Live tasks and terminated ones whose updates are not acknowledged (``Slave::doReliableRegistration``
+        sends ``launchedTasks`` and ``terminatedTasks``): the new leader knows them, the updates keep flowing."""
+        with self.lock:
+            return [t.report() for t in self.tasks.values() if t.state not in TERMINAL_STATES or t.unacked]
 
     def state_json(self) -> dict[str, Any]:
         with self.lock:

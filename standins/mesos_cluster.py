@@ -1,6 +1,6 @@
 """The leading Mesos stand-in master's view of the cluster: agents, frameworks, tasks, offers, maintenance.
 
-What it models, each from apache/mesos 1.11.0 (rules MB1-MB10 in STARTUP-RULES.md, "Mesos behaviour"):
+What it models, each from apache/mesos 1.11.0 (rules MB1-MB11 in STARTUP-RULES.md, "Mesos behaviour"):
 
 * Agents register with an id the master gives (``<master id>-S<n>``, ``Master::registerSlave``), re-register
   with that id and their tasks after a master failover (``Master::reregisterSlave``; a new leader starts with no
@@ -70,6 +70,11 @@ class Cluster(FrameworkOffers):
             machine = (str(info["hostname"]), str(info["ip"]))
             if self.maintenance.mode(machine) == "DOWN":
                 raise Refused("Machine is `DOWN`")
+            if not info.get("id"):  # a new agent process at an address where one is registered: the old one is
+                for old_agent in [a for a in self.agents.values()  # gone (``registerSlave``, MB1)
+                                  if (a.ip, a.port) == (str(info["ip"]), int(info["port"]))]:
+                    self._remove_agent(old_agent, unreachable=False, message="a new agent registered at the same "
+                                       "address")
             agent_id = str(info.get("id") or "") or self._next("S")
             now = time.time()
             old = self.agents.get(agent_id)
@@ -90,11 +95,15 @@ class Cluster(FrameworkOffers):
         if framework is None:  # known again from its agents, inactive until it re-subscribes
             framework = self.frameworks[fid] = Framework(fid, str(item.get("framework_name", "")),
                                                          {"name": item.get("framework_name", "")})
+        if item["id"] not in framework.tasks and any(t.id == item["id"] for t in framework.completed):
+            return  # a terminated, unacknowledged task this master already recorded (the agent re-registers)
         task = framework.tasks.get(item["id"]) or Task(str(item["id"]), str(item.get("name", "")), fid, agent_id,
                                                        model.scalars(item.get("resources", {})),
                                                        dict(item.get("command", {})))
         framework.tasks[task.id] = task
-        self._set_state(framework, task, str(item["state"]), str(item.get("message", "")))
+        # Known again, not forwarded: ``reregisterSlave`` sends frameworks nothing; the agent re-sends the
+        # updates not yet acknowledged right after (MB11).
+        self._set_state(framework, task, str(item["state"]), str(item.get("message", "")), forward=False)
 
     def ping(self, agent_id: str) -> bool:
         with self.lock:

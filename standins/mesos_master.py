@@ -9,7 +9,8 @@ them in its registry (the replicated log, ``src/master/registrar.cpp``); the sta
 leadership drops its view (a real one aborts and is restarted by its supervisor).
 
 Agents and master talk through a stand-in protocol (not libprocess messages), JSON over HTTP:
-agent → leader ``POST /standin/agent/register|ping|status``; leader → agent ``POST /standin/launch|kill|shutdown``.
+agent → leader ``POST /standin/agent/register|ping|status``; leader → agent
+``POST /standin/launch|kill|acknowledge|shutdown_framework|shutdown``.
 """
 
 from __future__ import annotations
@@ -66,7 +67,10 @@ class MasterRuntime:
         self.election = Election(flags["zk"], self.info).start() if "zk" in flags else None
         self.ping_timeout = parse_duration("agent_ping_timeout", flags.get("agent_ping_timeout", "15secs"))
         self.max_pings = int(flags.get("max_agent_ping_timeouts", "5"))
-        self._outbox: queue.Queue[tuple[str, str, dict[str, Any]] | None] = queue.Queue()
+        # One ordered outbox per agent address, each with its own sender: a gone agent's sends wait out their
+        # timeout without holding up another agent's (libprocess sends to each peer on its own link).
+        self._outboxes: dict[str, queue.Queue[tuple[str, str, dict[str, Any]] | None]] = {}
+        self._outboxes_lock = threading.Lock()
         self.cluster = self._new_cluster()
         self.scheduler = SchedulerApi(self.cluster, lambda: self.info)
         self.operator = OperatorApi(self.cluster, version)
@@ -78,8 +82,7 @@ class MasterRuntime:
             200, json.dumps(metrics_json(self.cluster, self.web.leads()), separators=(",", ":")).encode())
         self._leading = False
         self._stop = threading.Event()
-        for target in (self._loop, self._send_loop):
-            threading.Thread(target=target, daemon=True).start()
+        threading.Thread(target=self._loop, daemon=True).start()
 
     def attach(self, server: ApiHTTPServer) -> None:
         server.request_route = self.web.request_route
@@ -87,7 +90,9 @@ class MasterRuntime:
 
     def close(self) -> None:
         self._stop.set()
-        self._outbox.put(None)
+        with self._outboxes_lock:
+            for outbox in self._outboxes.values():
+                outbox.put(None)
         if self.election is not None:
             self.election.close()
 
@@ -180,10 +185,16 @@ class MasterRuntime:
     # Talking to agents ----------------------------------------------------------------------------------------
 
     def _send_agent(self, agent: Agent, path: str, payload: dict[str, Any]) -> None:
-        self._outbox.put((f"http://{agent.ip}:{agent.port}{path}", agent.id, payload))
+        address = f"{agent.ip}:{agent.port}"
+        with self._outboxes_lock:
+            outbox = self._outboxes.get(address)
+            if outbox is None:
+                outbox = self._outboxes[address] = queue.Queue()
+                threading.Thread(target=self._send_loop, args=(outbox,), daemon=True).start()
+        outbox.put((f"http://{address}{path}", agent.id, payload))
 
-    def _send_loop(self) -> None:
-        while (item := self._outbox.get()) is not None:
+    def _send_loop(self, outbox: queue.Queue[tuple[str, str, dict[str, Any]] | None]) -> None:
+        while (item := outbox.get()) is not None:
             url, agent_id, payload = item
             try:
                 post_json(url, payload)

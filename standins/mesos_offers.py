@@ -1,7 +1,11 @@
 """The Mesos stand-in master's frameworks, offers and tasks (a mixin of ``mesos_cluster.Cluster``, which holds
 the agents, maintenance and drains; the rules and their apache/mesos 1.11.0 sources are in its docstring):
 subscribing and tearing down, allocation rounds (one outstanding offer per framework and active agent),
-``ACCEPT``/``DECLINE``/``KILL``, status updates, rescinding offers a machine may no longer give.
+``ACCEPT``/``DECLINE``/``KILL``/``ACKNOWLEDGE``, status updates, rescinding offers a machine may no longer give.
+
+Status updates (MB11, ``Master::statusUpdate``/``forward``/``acknowledge`` in ``src/master/master.cpp``): every
+update an agent sends, retries included, is forwarded with the agent's ``uuid`` when the framework is connected
+and dropped otherwise (the agent retries it until acknowledged); ACKNOWLEDGE goes to the task's agent.
 
 All methods run under the cluster's one lock; writing to framework streams only queues work.
 """
@@ -92,6 +96,8 @@ class FrameworkOffers:
                 if agent is not None:
                     self.send_agent(agent, "/standin/kill", {"framework_id": framework.id, "task_id": task.id})
                 self._set_state(framework, task, "TASK_KILLED", "Framework teardown", source="SOURCE_MASTER")
+            for agent in self.agents.values():  # ``Master::removeFramework``: ShutdownFrameworkMessage to all
+                self.send_agent(agent, "/standin/shutdown_framework", {"framework_id": framework.id})
             framework.offers.clear()
             if framework.stream is not None:
                 framework.stream.close()
@@ -233,21 +239,46 @@ class FrameworkOffers:
             self.send_agent(agent, "/standin/kill", {"framework_id": framework.id, "task_id": task_id})
 
     def status_update(self, agent_id: str, item: dict[str, Any]) -> bool:
+        """An agent's update (or its retry): the task's state here, then forwarded if the framework is connected
+        (``Master::statusUpdate``; an unknown or disconnected framework: not forwarded, the agent retries)."""
         with self.lock:
             if agent_id not in self.agents:
                 return False
             framework = self.frameworks.get(str(item["framework_id"]))
             if framework is None:
-                return True  # the framework is gone; the update is dropped (acknowledged)
-            task = framework.tasks.get(str(item["id"]))
-            if task is None:
                 return True
-            self._set_state(framework, task, str(item["state"]), str(item.get("message", "")))
-            self._check_drained(agent_id)
+            state, message = str(item["state"]), str(item.get("message", ""))
+            task = framework.tasks.get(str(item["id"]))
+            if task is not None:
+                self._set_state(framework, task, state, message, forward=False)
+                self._check_drained(agent_id)
+            if framework.stream is not None:
+                shown = task or Task(str(item["id"]), str(item.get("name", "")), framework.id, agent_id, {}, {})
+                timestamp = item.get("timestamp")
+                framework.stream.send_event(update_event(
+                    shown, state, message, "SOURCE_EXECUTOR",
+                    float(timestamp) if isinstance(timestamp, int | float) else time.time(),
+                    str(item.get("uuid") or base64.b64encode(uuid.uuid4().bytes).decode())))
             return True
 
+    def acknowledge(self, framework: Framework, call: dict[str, Any]) -> None:
+        """``Master::acknowledge``: pass the acknowledgement to the task's agent; an unregistered agent's is
+        dropped (the agent retries the update, and the framework acknowledges it again)."""
+        agent_id = str((call.get("agent_id") or {}).get("value", ""))
+        task_id = str((call.get("task_id") or {}).get("value", ""))
+        with self.lock:
+            agent = self.agents.get(agent_id)
+            if agent is None:
+                self.counts["invalid_status_update_acknowledgements"] = (
+                    self.counts.get("invalid_status_update_acknowledgements", 0) + 1)
+                return
+            self.counts["valid_status_update_acknowledgements"] = (
+                self.counts.get("valid_status_update_acknowledgements", 0) + 1)
+            self.send_agent(agent, "/standin/acknowledge", {"framework_id": framework.id, "task_id": task_id,
+                                                            "uuid": str(call.get("uuid", ""))})
+
     def _set_state(self, framework: Framework, task: Task, state: str, message: str,
-                   source: str = "SOURCE_EXECUTOR") -> None:
+                   source: str = "SOURCE_EXECUTOR", *, forward: bool = True) -> None:
         if task.state == state:
             return
         now = time.time()
@@ -257,7 +288,7 @@ class FrameworkOffers:
         if state in model.TERMINAL_STATES:
             framework.tasks.pop(task.id, None)
             framework.completed.append(task)
-        if framework.stream is not None:
+        if forward and framework.stream is not None:
             framework.stream.send_event(update_event(task, state, message, source, now,
                                                      base64.b64encode(uuid.uuid4().bytes).decode()))
 

@@ -110,6 +110,8 @@ def metrics_json(cluster: Cluster, elected: bool) -> dict[str, float]:
         for state in ("finished", "failed", "killed", "lost", "error", "dropped", "unreachable", "gone",
                       "gone_by_operator"):
             metrics[f"master/tasks_{state}"] = float(cluster.counts.get(state, 0))
+        for ack in ("valid_status_update_acknowledgements", "invalid_status_update_acknowledgements"):
+            metrics[f"master/{ack}"] = float(cluster.counts.get(ack, 0))  # ``Master::acknowledge`` counts them
         for resource in ("cpus", "gpus", "mem", "disk"):
             metrics[f"master/{resource}_total"] = total.get(resource, 0.0)
             metrics[f"master/{resource}_used"] = used.get(resource, 0.0)

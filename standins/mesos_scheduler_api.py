@@ -115,8 +115,10 @@ class SchedulerApi:
         elif kind == "REVIVE":
             with cluster.lock:
                 framework.filters.clear()
-        # ACKNOWLEDGE, SUPPRESS, RECONCILE, MESSAGE, REQUEST, inverse offers: accepted and ignored (no
-        # status update retries to stop, no inverse offers are made).
+        elif kind == "ACKNOWLEDGE":
+            cluster.acknowledge(framework, call["acknowledge"])
+        # SUPPRESS, RECONCILE, MESSAGE, REQUEST, inverse offers: accepted and ignored (no inverse offers are
+        # made).
 
     def _subscribe(self, request: Request, call: dict[str, Any]) -> Response | Stream:
         info = call["subscribe"].get("framework_info")

@@ -9,6 +9,7 @@ registers again once drained."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from typing import Any
 import requests
 
 from bootstrap_agent.drain.machine import start_drain
+from bootstrap_agent.layout import Layout
+from bootstrap_agent.services.process import ProcessManager
 from tests.support.daemon_node import AGENT_IPS, MASTER_IP, DaemonNode
 from tests.support.mesos_framework import MesosFramework
 from tests.test_daemon import members, start_master
@@ -104,3 +107,33 @@ def test_an_agent_restarted_mid_drain_resumes_and_stays_gone(cluster: Callable[.
     assert [e for e in agent.events("member_registered") if e["timestamp"] > finished] == []
     resumed = agent.events("drain_resumed")[0]["timestamp"]
     assert [e for e in agent.events("member_registered") if e["timestamp"] > resumed] == []  # idle: gone at once
+
+
+def test_an_agent_drained_at_poweroff_joins_again_when_the_instance_boots_again(
+        cluster: Callable[..., DaemonNode]) -> None:
+    """The shutdown drain left the machine DOWN and the Mesos agent shut down; the same instance booting again
+    (its /run empty) brings the machine up, starts its agent, is ``ready`` and gets a task, well within one
+    tick (30 s here): the rejoin looks again every 2 s."""
+    net = cluster.net  # type: ignore[attr-defined]
+    start_master(cluster)
+    agent = cluster("agent", AGENT_IPS[1]).start("--drain-on-stop", "always", tick=30.0)
+    agent.wait_for("ready", lambda: members(net).get(agent.uuid, {}).get("state") == "ready", timeout=60)
+    agent.signal(signal.SIGTERM)  # the system stops: an idle agent drains at once and leaves
+    assert agent.proc is not None and agent.proc.wait(timeout=30) == 0
+    assert maintenance(net).get("down_machines") == [machine(AGENT_IPS[1])] and agent.uuid not in members(net)
+
+    ProcessManager(Layout(str(agent.root))).stop_all()  # the next boot: no service runs yet, /run is empty
+    shutil.rmtree(agent.root / "run")
+    booted = time.monotonic()
+    agent.start(tick=30.0)
+    agent.wait_for("ready again and offered", lambda: members(net).get(agent.uuid, {}).get("state") == "ready"
+                   and agent.events("mesos_rejoined"), timeout=25)
+    assert maintenance(net) == {} and agent.events("drain_discarded")
+    framework = net.call(MesosFramework, f"{MASTER_IP}:5050", "rejoin-daemon-test")
+    try:
+        net.call(framework.subscribe)
+        task = net.call(framework.launch, "true", AGENT_IPS[1], timeout=20)
+        assert net.call(framework.wait_state, task, "TASK_FINISHED", "TASK_FAILED") == "TASK_FINISHED"
+    finally:
+        net.call(framework.close)
+    assert time.monotonic() - booted < 30

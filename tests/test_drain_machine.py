@@ -260,7 +260,25 @@ def test_a_shutdown_drain_ends_with_its_boot_and_a_lifecycle_drain_does_not(tmp_
     assert Drainer(store, EventLog(), boot_id="boot-1").active  # the same boot (a daemon restart): resumed
     log = EventLog()
     rebooted = Drainer(store, log, boot_id="boot-2")
-    assert not rebooted.active and not store.path.exists()
+    # Not resumed: the node joins again; the record stays until it has (Drainer.rejoin, tests/test_drain_mesos.py).
+    assert not rebooted.active and rebooted.rejoining and store.path.exists()
     assert [e for e, _ in log.events] == ["drain_discarded"]
     Drainer(store, EventLog(), boot_id="boot-2").start("lifecycle", 600, group_id="g", action_key="k")
     assert Drainer(store, EventLog(), boot_id="boot-3").active  # the group is still removing the instance
+
+
+def test_the_boot_id_is_the_boot_s_own_and_new_when_run_starts_empty(tmp_path: Path) -> None:
+    """Kept in the node's /run, not read from the kernel: inside a local-cloud node the daemon's sandbox sees the
+    host's boot_id, the same at every boot of the container, so a drain there never ended with its boot."""
+    from bootstrap_agent.drain.record import KERNEL_BOOT_ID, current_boot_id
+
+    layout = Layout(str(tmp_path))
+    first = current_boot_id(layout)
+    assert first and first == current_boot_id(layout)  # a daemon restart: the same boot
+    assert (tmp_path / "run/bootstrap-agent/boot_id").read_text().strip() == first
+    assert first != KERNEL_BOOT_ID.read_text().strip()
+    (tmp_path / "run/bootstrap-agent/boot_id").unlink()  # the next boot: /run is a new tmpfs
+    assert current_boot_id(layout) not in ("", first)
+    blocked = tmp_path / "blocked"
+    blocked.write_text("")  # /run cannot be written: the kernel's id
+    assert current_boot_id(Layout(str(blocked))) == KERNEL_BOOT_ID.read_text().strip()

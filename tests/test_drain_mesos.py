@@ -8,6 +8,7 @@ the DOWN entry its predecessor left, so it can register."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,3 +175,127 @@ def test_mesos_14_gets_the_window_only_and_a_stale_draining_entry_is_dropped(
         assert not edge.clear_stale()
     finally:
         old.close()
+
+
+def rebooted(node: Path) -> None:
+    """The node's next boot, as far as the drain can tell: ``/run`` starts empty (record.current_boot_id)."""
+    shutil.rmtree(node / "run", ignore_errors=True)
+
+
+def test_the_node_booting_again_after_its_shutdown_drain_brings_its_machine_up_and_is_offered(
+        cluster: MesosStandins, tmp_path: Path) -> None:
+    """A poweroff drained the idle agent (machine DOWN, agent shut down); the same instance started again joins
+    again: its daemon brings the machine up, and the agent it starts registers and gets offers."""
+    master = cluster.master(MASTER)
+    agent = cluster.agent(BUSY, BUSY)
+    cluster.wait_agents(1)
+    edge = ops(master, agent)
+    node = tmp_path / "node"
+    first, _, left = drainer(tmp_path, edge, "node")
+    first.start("shutdown", 30)
+    assert advance(first, left).finished and left == ["deregistered"] and edge.status().down
+    wait_for("the agent shut down by the master", lambda: cluster.agents[agent].poll() == 0, timeout=15)
+
+    rebooted(node)
+    again, log, _ = drainer(tmp_path, edge, "node")
+    assert not again.active and again.rejoining  # not resumed: the drain ended with the boot it ran in
+    assert again.rejoin()  # machine up; the agent (refused on the DOWN machine, then exited) is not back yet
+    assert ("mesos_rejoin_action", {"action": "machine_up", "machine": {"hostname": BUSY, "ip": BUSY}}) \
+        in log.events
+    assert not edge.status().scheduled and get_json(master, "/master/maintenance/status") == {}
+    assert (tmp_path / "node/var/lib/bootstrap-agent/drain.json").exists()  # until the agent is back
+    cluster.agent(BUSY, BUSY, port=int(agent.split(":")[1]))  # the daemon's pass starts it again
+    wait_for("rejoined", lambda: not again.rejoin(), timeout=15)
+    assert "mesos_rejoined" in log.names() and not (tmp_path / "node/var/lib/bootstrap-agent/drain.json").exists()
+    with MesosFramework(master, "rejoin-test") as framework:
+        task = framework.launch("true", BUSY, timeout=15)
+        assert framework.wait_state(task, "TASK_FINISHED", "TASK_FAILED") == "TASK_FINISHED"
+    # A later start in the same boot has nothing to undo.
+    assert not drainer(tmp_path, edge, "node")[0].rejoining
+
+
+def test_an_agent_left_deactivated_by_an_unfinished_shutdown_drain_is_reactivated_at_the_next_boot(
+        cluster: MesosStandins, tmp_path: Path) -> None:
+    """The system stopped before the drain took the machine down: the machine is still DRAINING and the agent,
+    coming back with its id, is still deactivated (the master keeps that in its registry). The next boot drops
+    the window and reactivates the agent: it is offered again."""
+    master = cluster.master(MASTER)
+    agent = cluster.agent(BUSY, BUSY)
+    cluster.wait_agents(1)
+    edge = ops(master, agent)
+    with MesosFramework(master, "deactivated-test") as framework:
+        framework.launch_sleep(60, BUSY)
+        first, _, left = drainer(tmp_path, edge, "node")
+        first.start("shutdown", 60)
+        assert advance(first, left).phase == "tasks" and edge.status().scheduled
+        (slave,) = cluster.slaves()
+        assert slave["deactivated"] is True
+        cluster.agents[agent].terminate()  # stopped with its node; a restarted agent keeps its id
+        cluster.agents[agent].wait(timeout=10)
+        rebooted(tmp_path / "node")
+        cluster.agent(BUSY, BUSY, port=int(agent.split(":")[1]))
+        wait_for("the agent back, deactivated again", lambda: [s["deactivated"] for s in cluster.slaves()
+                                                                if s["id"] == slave["id"]] == [True], timeout=15)
+        again, log, _ = drainer(tmp_path, edge, "node")
+        assert not again.rejoin()
+        assert [f["action"] for n, f in log.events if n == "mesos_rejoin_action"] == ["machine_up",
+                                                                                     "agent_reactivated"]
+        assert get_json(master, "/master/maintenance/schedule") == {}
+        assert [(s["id"], s["active"], s["deactivated"]) for s in cluster.slaves()] == [(slave["id"], True, False)]
+        framework.wait_offer(BUSY, timeout=15)
+
+
+def test_a_new_agent_at_the_same_address_replaces_the_old_one(cluster: MesosStandins, tmp_path: Path) -> None:
+    """STARTUP-RULES MB1: an agent process started anew at a registered agent's address (a node rebooted before
+    the master noticed) replaces it, so the master never lists two agents there: a drain that deactivates the new
+    one sees the machine stop being offered."""
+    master = cluster.master(MASTER)
+    agent = cluster.agent(BUSY, BUSY, work_dir="first")
+    (old,) = cluster.wait_agents(1)
+    cluster.agents[agent].kill()  # gone without a word (a reboot): no shutdown, no deregistration
+    cluster.agents[agent].wait(timeout=10)
+    cluster.agent(BUSY, BUSY, port=int(agent.split(":")[1]), work_dir="second")  # a fresh work dir: a new agent
+    wait_for("only the new agent", lambda: [s["id"] for s in cluster.slaves()] not in ([old["id"]], []), timeout=15)
+    (new,) = cluster.slaves()
+    assert new["id"] != old["id"] and new["pid"] == old["pid"]
+    edge = ops(master, agent)
+    assert edge.schedule_window(time.time()) and edge.status().scheduled  # deactivated: no more offers
+
+
+def test_a_launch_the_master_accepted_but_the_agent_has_not_yet_keeps_the_machine_up(
+        cluster: MesosStandins, tmp_path: Path) -> None:
+    """A task the master accepted is STAGING there before it reaches the agent: the agent's ``/state`` shows
+    nothing yet. The drain must count it, or ``/machine/down`` loses it ("Operator initiated 'Machine DOWN'").
+    Here the master's sends to agents wait behind a stopped agent's, which keeps the launch in flight for
+    seconds."""
+    import os
+    import signal
+
+    master = cluster.master(MASTER)
+    busy = cluster.agent(BUSY, BUSY)
+    stuck = cluster.agent(IDLE, IDLE)
+    cluster.wait_agents(2)
+    busy_ops = ops(master, busy)
+    with MesosFramework(master, "in-flight-test") as framework:
+        wait_for("offers from both agents", lambda: framework.offers(IDLE) and framework.offers(BUSY), timeout=15)
+        os.kill(cluster.agents[stuck].pid, signal.SIGSTOP)
+        try:
+            for _ in range(3):  # each send to the stopped agent waits out the master's 2 s send timeout
+                framework.launch_sleep(1, IDLE)
+            task = framework.launch_sleep(1, BUSY)
+            agent = busy_ops.agent_state()
+            assert agent.tasks == 0, "the launch reached the agent: no launch in flight to test"
+            assert busy_ops.master_tasks(agent.agent_id) == 1
+            runner, log, left = drainer(tmp_path, busy_ops, "in-flight")
+            runner.start("shutdown", 60)
+            record = advance(runner, left)
+            assert record.phase == "tasks" and record.waiting_for == "1 running task(s) to finish", (
+                record.waiting_for, log.events)
+            assert not busy_ops.status().down
+        finally:
+            os.kill(cluster.agents[stuck].pid, signal.SIGCONT)
+        assert framework.wait_state(task, "TASK_FINISHED", "TASK_LOST", timeout=30) == "TASK_FINISHED"
+        record = wait_for("the busy agent past its task",
+                          lambda: r if (r := advance(runner, left)).phase != "tasks" else None, timeout=30)
+        assert busy_ops.status().down
+        assert "TASK_LOST" not in framework.states(task)

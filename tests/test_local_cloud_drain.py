@@ -30,6 +30,12 @@ from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.usefixtures("containers_required")
 
+RELEASE = "/tmp/e2e-release"  # in the victim's container: its task ends once this exists
+TASK = f"while [ ! -e {RELEASE} ]; do sleep 0.2; done"
+# The stuck node's test: the master forgets an agent 3 x 3 s after its last ping (the stand-in agent pings every
+# 0.5 s) instead of after Mesos' default 5 x 15 s, so the proof does not wait out the default.
+QUICK_PING = "docker_ramdisk: 256MB, master_flags: {agent_ping_timeout: 3secs, max_agent_ping_timeouts: 3}}"
+
 
 @pytest.fixture
 def local_cloud(tmp_path: Path) -> Iterator[LocalCloud]:
@@ -79,7 +85,7 @@ def test_a_busy_agent_removed_by_the_group_drains_and_calls_back_itself(local_cl
     master_ip, victim = nodes[f"{c}-master-1"]["ip"], nodes[f"{c}-agent-2"]
     with MesosFramework(f"{master_ip}:5050", name="drain-e2e") as framework:
         framework.subscribe(timeout=30)
-        task = framework.launch_sleep(30, ip=victim["ip"], timeout=60)
+        task = framework.launch(TASK, ip=victim["ip"], timeout=60)  # runs until the test releases it
         framework.wait_state(task, "TASK_RUNNING", timeout=60)
         wait_for("the task in the victim's load",
                  lambda: ((member(cloud, f"{c}-agent-2") or {}).get("load") or {}).get("tasks") == 1, timeout=120)
@@ -93,6 +99,8 @@ def test_a_busy_agent_removed_by_the_group_drains_and_calls_back_itself(local_cl
         noticed = time.monotonic() - removed
         time.sleep(2)
         assert framework.offers(ip=victim["ip"]) == []  # deactivated: no new task can land there
+        assert framework.state(task) == "TASK_RUNNING"  # the drain waits for it
+        assert inside(victim["pid"], ["touch", RELEASE]).returncode == 0  # its work ends now
         framework.wait_state(task, "TASK_FINISHED", timeout=90)
         task_done = time.monotonic()
         assert "TASK_KILLED" not in framework.states(task) and "TASK_LOST" not in framework.states(task)
@@ -120,7 +128,7 @@ def test_a_busy_agent_removed_by_the_group_drains_and_calls_back_itself(local_cl
 def test_a_drain_past_its_grace_ends_with_the_instance_removed_and_a_clear_event(local_cloud: LocalCloud) -> None:
     cloud = local_cloud
     c = cloud.cluster
-    cloud.config.write_text(cloud.config.read_text().replace("grace: 240", "grace: 15"))
+    cloud.config.write_text(cloud.config.read_text().replace("grace: 240", "grace: 8"))
     cloud.ok("up")
     saved = json.loads(cloud.state_file.read_text())
     asc = AutoScaling(saved["as_endpoint"], AkSkAuth(lambda: SigningKey(saved["as_access_key"],
@@ -153,9 +161,12 @@ def test_a_drain_past_its_grace_ends_with_the_instance_removed_and_a_clear_event
 
 @pytest.fixture
 def short_hook_cloud(tmp_path: Path) -> Iterator[LocalCloud]:
-    cloud = LocalCloud(tmp_path, f"dk-{os.getpid()}", env={HOOK_TIMEOUT_ENV: "30"})
+    cloud = LocalCloud(tmp_path, f"dk-{os.getpid()}", env={HOOK_TIMEOUT_ENV: "20"})
     cloud.write(masters=1, desired=2)
-    cloud.config.write_text(cloud.config.read_text() + "drain: {grace: 240, stop_timeout: 60, poll: 2}\n")
+    text = cloud.config.read_text()
+    assert "docker_ramdisk: 256MB}" in text
+    cloud.config.write_text(text.replace("docker_ramdisk: 256MB}", QUICK_PING)
+                            + "drain: {grace: 240, stop_timeout: 60, poll: 2}\n")
     with torn_down(cloud):
         yield cloud
 
@@ -195,5 +206,7 @@ def test_a_node_stuck_mid_drain_is_removed_by_the_hook_timeout_and_the_master_fo
             return victim["ip"] not in {s["hostname"] for s in slaves}
 
         wait_for("the master forgets the agent", forgotten, timeout=240)
+        forgot = time.monotonic() - stuck - waited
         framework.wait_state(task, "TASK_LOST", "TASK_UNREACHABLE", "TASK_GONE", timeout=60)
-    print(f"\nstuck node: removed {waited:.1f} s after its agent stopped (hook timeout 30 s)")
+    print(f"\nstuck node: removed {waited:.1f} s after its agent stopped (hook timeout 20 s), forgotten by the "
+          f"master {forgot:.1f} s later (agent_ping_timeout 3 s x 3)")

@@ -8,7 +8,9 @@ Two agents run a stand-in task each (launched through the Mesos master's schedul
 persisted); ``agent-1`` holds fewer bytes than ``agent-3``; ``agent-2`` is idle. So neither the group's own policy
 (oldest or newest first) nor a choice without the bytes would pick what ``scale`` must pick:
 
-* ``provision-min scale 2`` removes exactly the idle ``agent-2``, without waiting on the busy ones;
+* ``provision-min scale 2`` removes exactly the idle ``agent-2`` through its (clean) drain, without waiting on the
+  busy ones, whose tasks keep running and which stay ``ready`` (the idle agent is picked by load, neither the
+  oldest nor the newest);
 * ``provision-min scale 1`` drains ``agent-1`` (one task like ``agent-3``, fewer unpersisted bytes): no new task
   lands there although a framework keeps trying (``DEACTIVATE_AGENT``), its running task completes
   (``TASK_FINISHED``), its unpersisted files are in S3 with the right bytes while the instance is still listed,
@@ -45,7 +47,7 @@ from bootstrap_agent.otc_signing import SigningKey
 from provision_min.local import network
 from provision_min.local.as_host import HOOK_TIMEOUT_ENV
 from provision_min.local.layout import AUTO_SUBNETS
-from tests.support.local_cloud import LocalCloud, by_name, inside, torn_down
+from tests.support.local_cloud import LocalCloud, by_name, inside, ready_names, torn_down
 from tests.support.mesos_framework import MesosFramework
 from tests.support.moto_s3 import moto_server_on
 from tests.support.waiting import NotReached, wait_for
@@ -264,11 +266,13 @@ def test_scale_in_removes_the_idle_agent_then_drains_a_busy_one_losing_no_task_a
         out, err = finish(scaling, 300)
         said = [line.strip() for line in err.splitlines() if line.startswith("removing ") or " after " in line]
         assert f"removing {idle['name']} ({idle['ip']}): idle" in err, err[-3000:]
+        assert f"{idle['name']} ({idle['ip']}): clean drain after" in out + err, out + err[-3000:]
         assert f"removing {small['name']}" not in err and f"removing {large['name']}" not in err, err[-3000:]
         assert "desired 3 -> 2" in out, out
         assert set(listed()) == {small["uuid"], large["uuid"]}
         assert all(jobs[name].state(task) == "TASK_RUNNING" for name, task in tasks.items())
         assert {member(cloud, a["name"]).get("state") for a in (small, large)} == {"ready"}
+        assert ready_names(cloud.status()) == {master["name"], small["name"], large["name"]}
 
         # -- scale 1: the least loaded busy agent drains -------------------------------------------------------
         victim, stayer = small, large

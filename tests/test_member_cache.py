@@ -17,6 +17,7 @@ from kazoo.security import make_digest_acl
 
 from bootstrap_agent.cluster import AUTH_USER, ClusterPaths, ClusterStore
 from bootstrap_agent.member import Member
+from bootstrap_agent.member_rows import MemberRows
 from bootstrap_agent.zk.watches import _UNSET
 from tests import test_cluster as _cluster_tests
 from tests.support.waiting import wait_for
@@ -90,18 +91,26 @@ def test_a_pass_reads_only_the_members_that_changed(
     assert (changed["state"], changed["reason"]) == ("degraded", "mesos-agent: failed")
     before = {m["uuid"]: m for m in first.members}
     assert all(m is before[m["uuid"]] for m in view.members if m["uuid"] != agent(7).uuid)
+    # The view says what changed since the one before it: the old row went, the new one came.
+    assert isinstance(view.members, MemberRows) and view.members.previous is first.members
+    assert view.members.removed == (before[agent(7).uuid],) and view.members.added == (changed,)
 
     # A join reads the new member only; a leave reads nothing.
     mark = events.mark()
     client.create(paths.node(agent(AGENTS).uuid), agent(AGENTS).to_json(), ephemeral=True)
     settled(store, events, mark, paths.nodes)
-    view = store.member_view()
-    assert view.reads == 1 and agent(AGENTS).uuid in [m["uuid"] for m in view.members]
+    joined = store.member_view()
+    assert joined.reads == 1 and agent(AGENTS).uuid in [m["uuid"] for m in joined.members]
+    assert isinstance(joined.members, MemberRows) and joined.members.previous is view.members
+    assert joined.members.removed == () and [m["uuid"] for m in joined.members.added] == [agent(AGENTS).uuid]
+    assert isinstance(view.members, MemberRows) and view.members.previous is None  # only the newest links back
     mark = events.mark()
     client.delete(paths.node(agent(3).uuid))
     settled(store, events, mark, paths.nodes)
     view = store.member_view()
     assert view.reads == 0 and agent(3).uuid not in [m["uuid"] for m in view.members]
+    assert isinstance(view.members, MemberRows) and view.members.previous is joined.members
+    assert [m["uuid"] for m in view.members.removed] == [agent(3).uuid] and view.members.added == ()
     assert len(view.members) == AGENTS + 1
 
 
@@ -262,3 +271,29 @@ def test_member_documents_are_installed_whole_without_backup(tmp_path: Path) -> 
     assert not (tmp_path / (view.lstrip("/") + ".bak")).exists()
     assert (tmp_path / (kept.lstrip("/") + ".bak")).read_bytes() == b"one\n"
     assert not [p for p in (tmp_path / "var/lib/bootstrap-agent/www").iterdir() if p.name.endswith(".staged")]
+
+
+def test_an_unchanged_document_is_left_alone_and_one_changed_behind_the_agents_back_is_put_right(
+        tmp_path: Path) -> None:
+    """The install skips reading back a file it wrote from the very same bytes while the file's inode, mtime,
+    size, mode and owner are as it left them; any change to the file on disk is noticed and undone."""
+    import os
+
+    from bootstrap_agent.desired import DesiredFile
+    from bootstrap_agent.install import install
+    from bootstrap_agent.layout import Layout
+
+    layout = Layout(str(tmp_path))
+    path = "/var/lib/bootstrap-agent/www/status.json"
+    target = tmp_path / path.lstrip("/")
+    content = b'{"members": []}\n' * 64
+    assert install([DesiredFile(path, content, durable=False)], layout).changed == [path]
+    inode = target.stat().st_ino
+    assert install([DesiredFile(path, content, durable=False)], layout).changed == []
+    assert target.stat().st_ino == inode  # not written again
+    target.write_bytes(content.replace(b"[]", b"{}"))  # same size, written in place by someone else
+    assert install([DesiredFile(path, content, durable=False)], layout).changed == [path]
+    assert target.read_bytes() == content
+    os.chmod(target, 0o600)
+    assert install([DesiredFile(path, content, durable=False)], layout).changed == [path]
+    assert target.stat().st_mode & 0o777 == 0o644 and target.read_bytes() == content

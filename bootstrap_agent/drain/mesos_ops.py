@@ -15,9 +15,11 @@ DOWN machine cannot be dropped: the master refuses such a schedule, and the writ
 
 Mesos keeps a DOWN machine in the schedule until ``/machine/up`` (``StopMaintenance`` in
 ``src/master/maintenance.cpp`` deletes it from the schedule then) and refuses to register an agent on a DOWN
-machine (``master.cpp``: "Machine is `DOWN`"). A drained node never brings its machine up (that would make
+machine (``master.cpp``: "Machine is `DOWN`"). A draining node never brings its machine up (that would make
 offers for it again before it is gone); a new agent on a reused address clears its own entry at start
-(``clear_stale``): the only node a stale entry can ever hurt is the next one with that address.
+(``clear_stale``): the only node a stale entry can ever hurt is the next one with that address. The same
+instance booting again after its shutdown drain (a poweroff, then a start) takes its machine out of maintenance
+and makes sure its agent is offered again (``rejoin``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ import requests
 from bootstrap_agent.ports import MESOS_AGENT_PORT, MESOS_MASTER_PORT
 
 WINDOW_SECONDS = 3600  # the unavailability Mesos tells frameworks about: the longest a drain may take
+# Non-terminal task states a master lists (mesos.proto TaskState; ``protobuf::isTerminalState`` in
+# src/common/protobuf_utils.cpp of 1.11.0 names the terminal ones; UNREACHABLE tasks are listed apart)
+LIVE_TASK_STATES = frozenset({"TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING"})
 
 
 class MesosUnavailable(Exception):
@@ -46,6 +51,15 @@ class AgentState:
     tasks: int  # running, staging or queued tasks of every framework's executors
     frameworks_with_executors: int
     framework_ids: tuple[str, ...]  # every framework that ran executors here (current and completed)
+
+
+@dataclass(frozen=True)
+class Rejoin:
+    """Where a node that drained at its last shutdown stands in joining Mesos again."""
+
+    done: bool  # the machine is out of maintenance and the agent registered and offered
+    actions: tuple[str, ...]  # done by this call: "machine_up" (or its schedule entry dropped), "agent_reactivated"
+    waiting_for: str  # while not done
 
 
 @dataclass(frozen=True)
@@ -121,11 +135,8 @@ class MesosOps:
 
     def _offered(self) -> bool:
         """Whether the master still makes offers for this agent (registered and active)."""
-        data = self._master("GET", "/master/slaves")
-        for slave in (data or {}).get("slaves") or []:
-            if isinstance(slave, dict) and str(slave.get("pid", "")).endswith(f"@{self.agent_url[7:]}"):
-                return bool(slave.get("active", False))
-        return False
+        slave = self._registered()
+        return slave is not None and bool(slave.get("active", False))
 
     def schedule_window(self, now: float, duration: float = WINDOW_SECONDS) -> bool:
         """Put the machine into the schedule, keeping every other window, and deactivate the agent (no more
@@ -181,6 +192,39 @@ class MesosOps:
                      [dict(self.machine)] if down else self._without_machine())
         return True
 
+    def rejoin(self) -> Rejoin:
+        """The instance boots again after its shutdown drain finished: it is the node that left its machine in
+        maintenance, so it takes it out again (``/machine/up`` when DOWN, else the schedule without it), then
+        waits for its agent to register and, if the master has it deactivated (a drain that never got as far as
+        the machine going down, and an agent that kept its id), turns its offers back on with
+        ``REACTIVATE_AGENT``. Not done while the agent is not registered: it is refused on a DOWN machine and
+        exits (the daemon starts it again)."""
+        done: list[str] = []
+        if self.clear_stale():
+            done.append("machine_up")
+        slave = self._registered()
+        if slave is None:
+            return Rejoin(False, tuple(done), "the Mesos agent to register")
+        if slave.get("deactivated") is True and not self.deactivate_unsupported:
+            call = {"type": "REACTIVATE_AGENT", "reactivate_agent": {"agent_id": {"value": str(slave.get("id"))}}}
+            try:
+                self._master("POST", "/api/v1", call)
+                done.append("agent_reactivated")
+            except MesosUnavailable as exc:
+                if "Failed to find enum for 'REACTIVATE_AGENT'" in str(exc):
+                    self.deactivate_unsupported = True
+                elif "Agent is not deactivated" not in str(exc):
+                    raise
+        return Rejoin(True, tuple(done), "")
+
+    def _registered(self) -> dict[str, Any] | None:
+        """This agent's entry in the leading master's ``/master/slaves`` (its pid ends with ``@ip:port``)."""
+        data = self._master("GET", "/master/slaves")
+        for slave in (data or {}).get("slaves") or []:
+            if isinstance(slave, dict) and str(slave.get("pid", "")).endswith(f"@{self.agent_url[7:]}"):
+                return slave
+        return None
+
     def _without_machine(self) -> dict[str, Any]:
         schedule = self._master("GET", "/master/maintenance/schedule")
         windows = []
@@ -191,6 +235,18 @@ class MesosOps:
         return {"windows": windows}
 
     # --- frameworks and the agent -----------------------------------------------------------------------------
+    def master_tasks(self, agent_id: str) -> int:
+        """Tasks the leading master holds live for this agent (``/master/state``: every framework's ``tasks``
+        with this ``slave_id``). A launch the master accepted is STAGING there before the agent has it: the
+        agent's own ``/state`` cannot see it yet, and ``/machine/down`` then would lose it (TASK_LOST,
+        "Operator initiated 'Machine DOWN'")."""
+        data = self._master("GET", "/master/state")
+        if not isinstance(data, dict):
+            raise MesosUnavailable("GET /master/state: not an object")
+        return sum(1 for framework in data.get("frameworks") or [] if isinstance(framework, dict)
+                   for task in framework.get("tasks") or [] if isinstance(task, dict)
+                   and task.get("slave_id") == agent_id and task.get("state") in LIVE_TASK_STATES)
+
     def active_frameworks(self) -> set[str]:
         """Ids of the frameworks registered with the leading master now (``/master/frameworks``; where a master
         has no such endpoint, its ``/master/state``, which carries the same list)."""

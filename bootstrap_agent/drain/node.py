@@ -1,7 +1,9 @@
 """The daemon's side of the drain, so that ``daemon.py`` only calls in at a few points: every pass of an agent
 measures its ``load`` and polls the lifecycle hook (when due); a pass while draining advances the drain instead
 of applying the plan (nothing is restarted under a leaving node); SIGTERM while the system stops drains within
-``drain.stop_timeout``; a drained node never registers again.
+``drain.stop_timeout``; a drained node never registers again in the boot it drained in. The same instance
+booting again after a shutdown drain joins again: its first passes take its Mesos machine out of maintenance
+and make sure its agent is offered (``Drainer.rejoin``), every 2 s until that is so.
 
 Who may start a drain: the AS group's lifecycle hook (``reason: lifecycle``) and the system stopping
 (``reason: shutdown``). A SIGTERM that only restarts the daemon (an upgrade, ``systemctl restart``) does not
@@ -85,6 +87,7 @@ class NodeDrain:
         edges = self.drainer.edges
         assert edges is not None
         if not self.drainer.active:
+            self.drainer.rejoin()  # booted again after a shutdown drain: out of maintenance, offered again
             self.drainer.clear_stale_maintenance()
             self.load = self.probe.measure(edges.mesos, edges.alluxio)
             if settings.lifecycle is not None:

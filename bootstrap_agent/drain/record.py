@@ -6,22 +6,45 @@ from __future__ import annotations
 
 import contextlib
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
 from bootstrap_agent.drain.machine import DrainRecord
 from bootstrap_agent.install import write_atomic
+from bootstrap_agent.layout import Layout
 from bootstrap_agent.state import State
 
 DRAIN_FILE = "drain.json"
-BOOT_ID = Path("/proc/sys/kernel/random/boot_id")  # new at every boot (systemd-nspawn gives each boot its own)
+KERNEL_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+RUN_BOOT_ID = "/run/bootstrap-agent/boot_id"  # /run is a tmpfs: every boot starts without it
 
 
-def current_boot_id() -> str:
+def current_boot_id(layout: Layout | None = None) -> str:
+    """This boot's id, kept in ``/run`` by the first daemon of the boot and read by every later one (a daemon
+    restart or upgrade is the same boot). Not the kernel's ``boot_id`` as the daemon sees it: systemd-nspawn
+    gives each container boot its own by a mount over ``/proc/sys/kernel/random/boot_id``, but the daemon's
+    sandbox (``ProtectKernelTunables=yes``) mounts ``/proc/sys`` again without it, so every boot of a local-cloud
+    node read the host's id, a finished shutdown drain never ended with its boot and the node never joined
+    again. ``/run`` starts empty at every boot of a VM or a container alike. The kernel's id is the fallback
+    where ``/run`` cannot be written."""
+    path = Path((layout or Layout()).path(RUN_BOOT_ID))
     try:
-        return BOOT_ID.read_text().strip()
+        known = path.read_text().strip()
+        if known:
+            return known
     except OSError:
-        return ""
+        pass
+    fresh = str(uuid.uuid4())
+    try:
+        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        write_atomic(path, fresh.encode() + b"\n", 0o644)
+        return fresh
+    except OSError:
+        try:
+            return KERNEL_BOOT_ID.read_text().strip()
+        except OSError:
+            return ""
 
 
 def outlived(record: DrainRecord, boot_id: str) -> bool:
@@ -34,6 +57,7 @@ def outlived(record: DrainRecord, boot_id: str) -> bool:
 class DrainStore:
     def __init__(self, state: State) -> None:
         self.path = Path(state.dir) / DRAIN_FILE
+        self.layout = state.layout  # where this node's /run is (its boot id)
 
     def load(self, log: Any = None) -> DrainRecord | None:
         try:

@@ -34,6 +34,7 @@ from bootstrap_agent.errors import AgentError
 STEP_EVERY = 2.0  # seconds between looks at a draining node
 STEPS_PER_PASS = 10
 STALE_CHECK_EVERY = 60.0  # until the masters have answered once
+REJOIN_FAST = 120.0  # a rejoin looks every STEP_EVERY s this long, then every STALE_CHECK_EVERY s
 EDGE_ERRORS = (MesosUnavailable, AlluxioUnavailable, LifecycleUnavailable, AgentError, OSError)
 
 
@@ -62,11 +63,18 @@ class Drainer:
         self._last_stale_check = float("-inf")
         self._poll_error = ""
         self.stale_cleared = False
-        self.boot_id = current_boot_id() if boot_id is None else boot_id
+        # A shutdown drain outlived by its boot: this node left Mesos in maintenance and must undo that before it
+        # is offered again (``rejoin``). The record stays on disk until then, so a daemon restarted meanwhile
+        # rejoins too.
+        self.rejoining = False
+        self._last_rejoin = float("-inf")  # monotonic
+        self._rejoin_since: float | None = None
+        self._rejoin_error = ""
+        self.boot_id = current_boot_id(store.layout) if boot_id is None else boot_id
         if self.record is not None and outlived(self.record, self.boot_id):
             log.info("drain_discarded", reason=self.record.reason, phase=self.record.phase,
                      why="the instance booted again: a shutdown drain ends with its boot")
-            store.forget()
+            self.rejoining = True
             self.record = None
         if self.record is not None:
             log.info("drain_resumed", reason=self.record.reason, phase=self.record.phase,
@@ -80,7 +88,12 @@ class Drainer:
         """Monotonic time of the next drain step or lifecycle poll (inf: nothing to do on a timer)."""
         if self.record is not None:
             return self._last_step + STEP_EVERY if not self.record.finished else float("inf")
-        return self._last_poll + poll_every if poll_every else float("inf")
+        poll = self._last_poll + poll_every if poll_every else float("inf")
+        return min(poll, self._last_rejoin + self._rejoin_every()) if self.rejoining else poll
+
+    def _rejoin_every(self) -> float:
+        since = self._rejoin_since
+        return STEP_EVERY if since is None or time.monotonic() - since < REJOIN_FAST else STALE_CHECK_EVERY
 
     # --- starting --------------------------------------------------------------------------------------------
     def poll_lifecycle(self, grace: float, poll_every: float) -> bool:
@@ -107,6 +120,7 @@ class Drainer:
         return True
 
     def start(self, reason: str, grace: float, *, group_id: str | None = None, action_key: str | None = None) -> None:
+        self.rejoining = False  # a new drain: the node leaves again
         self.record = start_drain(reason, self.clock(), grace, group_id=group_id, action_key=action_key,
                                   boot_id=self.boot_id)
         self.store.save(self.record)
@@ -119,10 +133,40 @@ class Drainer:
             self.record = dataclasses.replace(self.record, deadline=self.clock() + seconds)
             self.store.save(self.record)
 
+    def rejoin(self) -> bool:
+        """A node that drained at its last shutdown joins Mesos again: its machine out of maintenance, its agent
+        registered and offered (``MesosOps.rejoin``); looked at every ``STEP_EVERY`` s until then (every
+        ``STALE_CHECK_EVERY`` s after ``REJOIN_FAST`` s). True while still rejoining (the daemon goes on with its
+        pass: it starts the agent the master refused)."""
+        if not self.rejoining or self.record is not None or self.edges is None:
+            return False
+        if time.monotonic() - self._last_rejoin < self._rejoin_every() - 0.5:  # a pass for another reason
+            return True
+        self._last_rejoin = time.monotonic()
+        if self._rejoin_since is None:
+            self._rejoin_since = self._last_rejoin
+        try:
+            result = self.edges.mesos.rejoin()
+        except MesosUnavailable as exc:
+            if str(exc) != self._rejoin_error:  # once per new error, not every look
+                self.log.warning("mesos_rejoin_failed", error=str(exc))
+            self._rejoin_error = str(exc)
+            return True
+        self._rejoin_error = ""
+        for action in result.actions:
+            self.log.info("mesos_rejoin_action", action=action, machine=self.edges.mesos.machine)
+        if not result.done:
+            return True
+        self.rejoining = False
+        self.stale_cleared = True
+        self.store.forget()
+        self.log.info("mesos_rejoined", machine=self.edges.mesos.machine)
+        return False
+
     def clear_stale_maintenance(self) -> None:
         """Once per start of a node that is not draining: an earlier instance's maintenance entry for this
         address goes (Mesos would refuse this agent on a DOWN machine)."""
-        if self.stale_cleared or self.record is not None or self.edges is None \
+        if self.stale_cleared or self.rejoining or self.record is not None or self.edges is None \
                 or time.monotonic() - self._last_stale_check < STALE_CHECK_EVERY:
             return
         self._last_stale_check = time.monotonic()
@@ -162,8 +206,10 @@ class Drainer:
         try:
             agent = edges.mesos.agent_state()
             tasks, seen = agent.tasks, agent.framework_ids
+            if tasks == 0 and record.phase in ("maintenance", "tasks"):  # before /machine/down: in-flight launches
+                tasks = edges.mesos.master_tasks(agent.agent_id)
         except MesosUnavailable:
-            pass
+            tasks = None
         unpersisted = None
         # The costly looks only when this step can use them (the machine is down: the blocks are next).
         # Past the grace everything is looked at once, so that drain_grace_expired can name all that is left.

@@ -12,6 +12,7 @@ node did not read ZooKeeper, as in ``once`` and ``render``), so a reader can tel
 
 from __future__ import annotations
 
+import bisect
 import json
 import time
 from collections import Counter
@@ -19,8 +20,8 @@ from collections.abc import Iterable, Mapping
 from operator import itemgetter
 from typing import Any
 
-from bootstrap_agent.capacity import Share, add_up, share
-from bootstrap_agent.plan.fragments import Last, Memo
+from bootstrap_agent.capacity import Share, add_up_counted, share
+from bootstrap_agent.plan.fragments import Folded, Last, Memo
 
 STATUS_SCHEMA = 1
 ROLES = ("master", "agent")
@@ -61,6 +62,11 @@ def counts(members: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     return result
 
 
+def _order(member: Mapping[str, Any]) -> tuple[bool, str, str]:
+    """A member's place in the document (the member cache's order): masters first, then by address and uuid."""
+    return str(member.get("role", "")) != "master", str(member.get("ip", "")), str(member.get("uuid", ""))
+
+
 def _piece(member: Mapping[str, Any]) -> tuple[tuple[bool, str, str], dict[str, Any], str]:
     """A member's sort key, its entry (for the counts) and its JSON text indented as inside the document."""
     entry = member_entry(member)
@@ -69,6 +75,44 @@ def _piece(member: Mapping[str, Any]) -> tuple[tuple[bool, str, str], dict[str, 
 
 
 _PIECES: Memo[tuple[tuple[bool, str, str], dict[str, Any], str]] = Memo(_piece)
+
+
+class Listing:
+    """The members' texts in the document's order with their keys, and the tally by (role, state): built once,
+    then a join or leave is one insertion or deletion (``Folded``), not a sort of every member."""
+
+    def __init__(self, members: tuple[Mapping[str, Any], ...]) -> None:
+        pieces = sorted(_PIECES.map(members), key=itemgetter(0))  # the member cache's order already: linear
+        self.keys = [piece[0] for piece in pieces]
+        self.texts = [piece[2] for piece in pieces]
+        self.tally = Counter((piece[1]["role"], piece[1]["state"]) for piece in pieces)
+
+    def fold(self, removed: tuple[Mapping[str, Any], ...], added: tuple[Mapping[str, Any], ...]) -> Listing:
+        for member in removed:
+            key = _order(member)
+            at = bisect.bisect_left(self.keys, key)
+            if at < len(self.keys) and self.keys[at] == key:
+                del self.keys[at], self.texts[at]
+                self.tally[(str(member.get("role", "")), str(member.get("state", "")))] -= 1
+        for member in added:
+            key, entry, text = _piece(member)
+            at = bisect.bisect_left(self.keys, key)
+            self.keys.insert(at, key)
+            self.texts.insert(at, text)
+            self.tally[(entry["role"], entry["state"])] += 1
+        return self
+
+    def counts(self) -> dict[str, int]:
+        """As ``counts`` makes them from every member."""
+        tally = self.tally
+        result = {"members": len(self.keys), "ready": sum(n for (_, state), n in tally.items() if state == "ready")}
+        for role in ROLES:
+            result[f"{role}s"] = sum(n for (r, _), n in tally.items() if r == role)
+            result[f"{role}s_ready"] = tally[(role, "ready")]
+        return result
+
+
+_LISTING: Folded[Listing] = Folded(Listing, Listing.fold)
 
 
 def status_document(cluster: str, members: Iterable[Mapping[str, Any]], read_at: float | None, *,
@@ -98,12 +142,24 @@ def status_document(cluster: str, members: Iterable[Mapping[str, Any]], read_at:
 
 def _members(members: tuple[Mapping[str, Any], ...]) -> tuple[dict[str, int], str]:
     """The counts (as ``counts`` makes them) and the members' text of the document (empty without members)."""
-    pieces = sorted(_PIECES.map(members), key=itemgetter(0))  # the member cache's order already: linear
-    return counts(map(itemgetter(1), pieces)), ",\n".join(map(itemgetter(2), pieces))
+    listing = _LISTING.get(members)
+    return listing.counts(), ",\n".join(listing.texts)
 
 
 _MEMBERS: Last[tuple[dict[str, int], str]] = Last(_members)
-# The totals: each member's share once per version of it, summed again only when the view changed; the landing
-# page shows the same object (plan.member_overview).
-_SHARES: Memo[Share] = Memo(share)
-TOTALS: Last[dict[str, Any]] = Last(lambda members: add_up(_SHARES.map(members)))
+
+
+def _fold_shares(counted: Counter[Share], removed: tuple[Mapping[str, Any], ...],
+                 added: tuple[Mapping[str, Any], ...]) -> Counter[Share]:
+    counted.subtract(map(share, removed))
+    counted.update(map(share, added))
+    for gone in [key for key, n in counted.items() if n <= 0]:
+        del counted[gone]
+    return counted
+
+
+# The totals: the members' shares counted (agents of one size are one entry), a join or leave changes a count,
+# and the sum is made again from the distinct shares; the landing page shows the same object
+# (plan.member_overview).
+_SHARES: Folded[Counter[Share]] = Folded(lambda members: Counter(map(share, members)), _fold_shares)
+TOTALS: Last[dict[str, Any]] = Last(lambda members: add_up_counted(_SHARES.get(members)))

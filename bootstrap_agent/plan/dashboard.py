@@ -38,10 +38,17 @@ from bootstrap_agent.scaler.report import html_section
 from bootstrap_agent.schema import Settings
 from bootstrap_agent.templates import render
 
+_ENCODED: dict[str, tuple[str, bytes]] = {}  # path -> the last text and its bytes
+
 
 def _view_file(path: str, text: str) -> DesiredFile:
-    """A document of the members, remade on every pass: installed whole but without .bak or fsync."""
-    return DesiredFile(path, text.encode("utf-8"), durable=False)
+    """A document of the members, remade on every pass: installed whole but without .bak or fsync. The same
+    text (an unchanged view's document is the same object) gives the same bytes object, which the install
+    knows it already wrote (``install``)."""
+    last = _ENCODED.get(path)
+    if last is None or last[0] is not text:
+        last = _ENCODED[path] = (text, text.encode("utf-8"))
+    return DesiredFile(path, last[1], durable=False)
 
 
 def dashboard(settings: Settings, facts: Facts, peers: Peers, layout: Layout, tools: list[dict[str, Any]]) -> Part:

@@ -17,6 +17,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
+from bootstrap_agent.member_rows import delta_of
+
 T = TypeVar("T")
 
 
@@ -67,3 +69,34 @@ class Last(Generic[T]):
             if self._last is None or self._last[0] is not item:
                 self._last = (item, self._fn(item))
             return self._last[1]
+
+
+S = TypeVar("S")
+FOLD_MAX = 64  # rows a delta may change and still be folded in, at least (more: an eighth of the view)
+
+
+class Folded(Generic[S]):
+    """A state derived from a member view, kept up to date by the view's delta (``member_rows.MemberRows``:
+    the rows that left and came since the view before it) when the view follows the one seen last; built anew
+    from all members otherwise (the first view, ``once``/``render``, a view that skipped one). So a join costs
+    what it changed, not the cluster's size. ``build(members)`` makes the state, ``fold(state, removed, added)``
+    updates it in place and returns it; the state must come out the same either way (tests check both)."""
+
+    def __init__(self, build: Callable[[tuple[Any, ...]], S],
+                 fold: Callable[[S, tuple[Any, ...], tuple[Any, ...]], S]) -> None:
+        self._build = build
+        self._fold = fold
+        self._last: tuple[Any, ...] | None = None
+        self._state: S | None = None
+        self._lock = threading.Lock()
+
+    def get(self, members: tuple[Any, ...]) -> S:
+        with self._lock:
+            state = self._state
+            if state is None or members is not self._last:
+                delta = delta_of(members, self._last) if state is not None else None
+                if delta is not None and len(delta[0]) + len(delta[1]) > max(FOLD_MAX, len(members) // 8):
+                    delta = None  # a burst (the first members, a reconnect): one build beats many insertions
+                state = self._build(members) if state is None or delta is None else self._fold(state, *delta)
+                self._state, self._last = state, members
+            return state

@@ -22,10 +22,10 @@ from bootstrap_agent.plan.cluster_status import TOTALS
 from bootstrap_agent.plan.member_pages import (
     Page,
     Pager,
+    leading_masters,
     page_path,
     retired_text,
     row_html,
-    split_roles,
     template,
     utc_text,
 )
@@ -74,7 +74,7 @@ def overview(cluster: str, members: tuple[Mapping[str, Any], ...], read_at: floa
     """What the landing page shows of ``members`` (the member view), and the agents' page files (``pager``:
     the process' own unless given)."""
     pager = pager or PAGER
-    masters, _ = split_roles(members)
+    masters = leading_masters(members)
     totals = TOTALS.get(members)
     pages = pager.pages(cluster, members, read_at)
     single = len(pages) == 1

@@ -30,7 +30,8 @@ import jinja2
 from markupsafe import Markup
 
 from bootstrap_agent.capacity import capacity_of, human_bytes, human_duration
-from bootstrap_agent.plan.fragments import Memo
+from bootstrap_agent.member_rows import delta_of
+from bootstrap_agent.plan.fragments import FOLD_MAX, Memo
 from bootstrap_agent.templates import environment
 
 PAGE_SIZE = 100  # rows a page holds at most
@@ -142,7 +143,12 @@ class Pager:
         with self._lock:
             state = self._state
             if members is not state.members:
-                state.pages = self._recut(state, *by_address(split_roles(members)[1]))
+                delta = delta_of(members, state.members) if state.pages else None
+                moved = self._move(state.pages, *delta) if delta is not None else None
+                if moved is None:
+                    state.pages = self._recut(state, *by_address(split_roles(members)[1]))
+                else:  # the view says which rows went and came: only their pages change
+                    state.pages = self._balance(state, moved)
                 state.members = members
             dirty = self._link(state.pages) | {page.id for page in state.pages if not page.text}
             if not dirty and now is not None:
@@ -179,6 +185,38 @@ class Pager:
                 page.members, page.text = members, ""
             pages.append(page)
         return self._balance(state, pages)
+
+    @staticmethod
+    def _move(pages: list[Page], removed: tuple[Mapping[str, Any], ...],
+              added: tuple[Mapping[str, Any], ...]) -> list[Page] | None:
+        """The agents that went out of and came into their pages (the page whose range holds the agent's key),
+        as ``_recut`` of the whole view would place them; the pages they touched are rendered again. None when
+        a page after the first is empty (``_balance`` leaves none) or the delta is a burst: then the whole view
+        is cut."""
+        if len(removed) + len(added) > max(FOLD_MAX, len(pages)):
+            return None  # a burst: one cut of the whole view beats many insertions into growing pages
+        bounds = [_key(page.members[0]) for page in pages[1:] if page.members]
+        if len(bounds) != len(pages) - 1:
+            return None
+
+        def page_of(key: Key) -> Page:
+            return pages[bisect.bisect_right(bounds, key)]
+
+        for member in removed:
+            if member.get("role") != "agent":
+                continue
+            page = page_of(_key(member))
+            kept = tuple(m for m in page.members if m is not member)
+            if len(kept) != len(page.members):
+                page.members, page.text = kept, ""
+        for member in added:
+            if member.get("role") != "agent":
+                continue
+            key = _key(member)
+            page = page_of(key)
+            at = bisect.bisect_left([_key(m) for m in page.members], key)
+            page.members, page.text = (*page.members[:at], member, *page.members[at:]), ""
+        return pages
 
     def _balance(self, state: _State, pages: list[Page]) -> list[Page]:
         """Split pages past ``page_size``, merge small ones into a neighbour with room, drop empty ones."""
@@ -242,11 +280,16 @@ def retired_text(cluster: str) -> str:
     return template("member_page_gone.html.j2").render(cluster=cluster)
 
 
-def split_roles(members: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], tuple[Mapping[str, Any], ...]]:
-    """Masters and agents of the member view (masters come first in it: ``zk.member_cache``)."""
+def leading_masters(members: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The masters of the member view (they come first in it), without going over the agents."""
     at = 0
     while at < len(members) and members[at].get("role") == "master":
         at += 1
-    masters = list(members[:at])
-    agents = tuple(m for m in members[at:] if m.get("role") == "agent")
+    return list(members[:at])
+
+
+def split_roles(members: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], tuple[Mapping[str, Any], ...]]:
+    """Masters and agents of the member view (masters come first in it: ``zk.member_cache``)."""
+    masters = leading_masters(members)
+    agents = tuple(m for m in members[len(masters):] if m.get("role") == "agent")
     return masters, agents

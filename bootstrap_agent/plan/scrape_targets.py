@@ -14,13 +14,14 @@ One group per member, so each series carries that member's labels (``cluster``, 
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from operator import itemgetter
 from typing import Any
 
-from bootstrap_agent.plan.fragments import Last, Memo
+from bootstrap_agent.plan.fragments import Folded, Last, Memo
 from bootstrap_agent.ports import METRICS_PORT
 
 Piece = tuple[tuple[bool, str, str], str | None]  # a member's sort key and its group's JSON text (None: no ip)
@@ -53,11 +54,35 @@ def targets_document(cluster: str, members: Iterable[Mapping[str, Any]], port: i
     memo = _MEMO.get((cluster, port))
     if memo is None:
         _MEMO.clear()
-        pieces = Memo(functools.partial(_piece, cluster, port))
-        memo = _MEMO[(cluster, port)] = Last(functools.partial(_document, pieces))
+        make = functools.partial(_piece, cluster, port)
+        groups = Folded(functools.partial(_Groups, Memo(make)), functools.partial(_Groups.fold, make=make))
+        memo = _MEMO[(cluster, port)] = Last(lambda members: groups.get(members).document())
     return memo.get(members if isinstance(members, tuple) else tuple(members))
 
 
-def _document(pieces: Memo[Piece], members: tuple[Mapping[str, Any], ...]) -> str:
-    texts = [text for _, text in sorted(pieces.map(members), key=itemgetter(0)) if text is not None]
-    return ("[\n" + ",\n".join(texts) + "\n]\n") if texts else "[]\n"
+class _Groups:
+    """The members' groups in the document's order with their keys: a join or leave is one insertion or
+    deletion (``Folded``), not a sort of every member."""
+
+    def __init__(self, pieces: Memo[Piece], members: tuple[Mapping[str, Any], ...]) -> None:
+        ordered = sorted(pieces.map(members), key=itemgetter(0))
+        self.keys = [key for key, _ in ordered]
+        self.texts = [text for _, text in ordered]
+
+    def fold(self, removed: tuple[Mapping[str, Any], ...], added: tuple[Mapping[str, Any], ...], *,
+             make: Callable[[Mapping[str, Any]], Piece]) -> _Groups:
+        for member in removed:
+            key = make(member)[0]
+            at = bisect.bisect_left(self.keys, key)
+            if at < len(self.keys) and self.keys[at] == key:
+                del self.keys[at], self.texts[at]
+        for member in added:
+            key, text = make(member)
+            at = bisect.bisect_left(self.keys, key)
+            self.keys.insert(at, key)
+            self.texts.insert(at, text)
+        return self
+
+    def document(self) -> str:
+        texts = [text for text in self.texts if text is not None]
+        return ("[\n" + ",\n".join(texts) + "\n]\n") if texts else "[]\n"

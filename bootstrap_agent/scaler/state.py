@@ -45,9 +45,12 @@ class ScalerState:
     series: list[list[float]] = field(default_factory=list)  # [at, allocation, desired, ready]
 
     def record(self, event: dict[str, Any]) -> None:
-        """A decision's event, newest last; a repeat of the last non-decision only refreshes its time."""
+        """A decision's event, newest last; a repeat of the last non-decision only refreshes its time. A new
+        leader's first one is a line of its own even when it repeats its predecessor's reason, so the decisions
+        show who took over and when."""
         last = self.decisions[-1] if self.decisions else None
-        if last and event["action"] == "none" and last["action"] == "none" and last["reason"] == event["reason"]:
+        if last and event["action"] == "none" and last["action"] == "none" and last["reason"] == event["reason"] \
+                and last.get("leader") == event.get("leader"):
             last.update(at=event["at"], signals=event["signals"], detail=event["detail"],
                         repeated=int(last.get("repeated", 1)) + 1)
             return

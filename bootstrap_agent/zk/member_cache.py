@@ -17,6 +17,9 @@ the reason is kept beside it (``MemberView.invalid``). Everything is read again 
 ``MemberView.members`` are the members' fields as plain mappings (``Peers.members``), sorted masters first,
 then by address and uuid; an unchanged member is the same object from pass to pass, and an unchanged view the
 same tuple, which is what lets the dashboard's renderers skip unchanged work (``plan.fragments``). Read-only.
+A changed view is a ``MemberRows`` that also says how it differs from the view before it (``previous`` and the
+rows that went and came, ``removed`` and ``added``), so a renderer that saw that view updates what it derived
+instead of going over 10,000 members again (``member_rows``, ``plan.fragments.Folded``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 from kazoo.exceptions import NoNodeError
 
 from bootstrap_agent.member import Member, PeerInvalid
+from bootstrap_agent.member_rows import MemberRows
 from bootstrap_agent.zk.session import Session
 
 Version = tuple[int, int]  # (czxid, mzxid): a re-created znode differs even when its mzxid repeats
@@ -74,6 +78,9 @@ class MemberCache:
         self._entries: dict[str, _Entry] = {}
         self._keys: list[Key] = []
         self._rows: list[dict[str, Any]] = []
+        # rows that left / came since the last view was made (kept across a refresh that failed half-way)
+        self._removed: list[dict[str, Any]] = []
+        self._added: list[dict[str, Any]] = []
         self._invalid: dict[str, str] = {}
         self._logged: dict[str, Version] = {}  # the version each invalid znode was last logged for
         self._view = MemberView((), {}, 0, False)
@@ -114,10 +121,26 @@ class MemberCache:
                 names = sorted(set(names).union(set(listed).difference(self._entries)))
         changed |= self._read(names)
         if changed or full:
-            self._view = MemberView(tuple(self._rows), dict(self._invalid), len(names), True)
+            self._view = MemberView(self._rows_view(), dict(self._invalid), len(names), True)
         else:
             self._view = dataclasses.replace(self._view, reads=len(names), changed=False)
         return self._view
+
+    def _rows_view(self) -> MemberRows:
+        """The rows as a new view, with what changed since the last one (rows both added and removed since
+        then never were in either view and are left out)."""
+        rows = MemberRows(self._rows)
+        came = {id(row): row for row in self._added}
+        went = {id(row): row for row in self._removed}
+        both = came.keys() & went.keys()
+        last = self._view.members
+        if isinstance(last, MemberRows):
+            last.previous = None  # one link only: older views are not kept alive through it
+        rows.previous = last
+        rows.removed = tuple(row for key, row in went.items() if key not in both)
+        rows.added = tuple(row for key, row in came.items() if key not in both)
+        self._removed, self._added = [], []
+        return rows
 
     def _list(self) -> list[str]:
         session = self._session
@@ -176,11 +199,13 @@ class MemberCache:
         if old is not None:
             at = bisect.bisect_left(self._keys, _key(old))
             del self._keys[at], self._rows[at]
+            self._removed.append(old)
         if new is not None:
             key = _key(new)
             at = bisect.bisect_left(self._keys, key)
             self._keys.insert(at, key)
             self._rows.insert(at, new)
+            self._added.append(new)
 
     def _drop(self, names: set[str]) -> bool:
         for name in names:

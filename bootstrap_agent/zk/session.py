@@ -17,7 +17,7 @@ from typing import Any
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException, NoNodeError
-from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.handlers.threading import KazooTimeoutError, SequentialThreadingHandler
 from kazoo.protocol.states import KazooState
 from kazoo.retry import KazooRetry
 from kazoo.security import ACL
@@ -60,6 +60,26 @@ def _kazoo_logger(cluster: str, log: Any) -> logging.Logger:
     logger.propagate = False
     logger.addHandler(_KazooLogBridge(log))
     return logger
+
+
+CONNECT_TIMEOUT = 2.0  # seconds for the TCP connect to one server (kazoo's own: the whole session timeout)
+
+
+class CappedConnectHandler(SequentialThreadingHandler):  # type: ignore[misc]
+    """kazoo's handler with a short TCP connect. kazoo gives each connect the whole session timeout, so while a
+    powered-off master's address answers nothing (no reset), a reconnect waits that long on it before trying the
+    servers left, which may serve again within seconds: a new leader elected by the ensemble found this node's
+    client still connecting (a scaler's takeover 10 s late). A handshake on the cluster's network takes
+    milliseconds; after ``connect_timeout`` the next server is tried."""
+
+    def __init__(self, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        super().__init__()
+        self.connect_timeout = connect_timeout
+
+    def create_connection(self, *args: Any, **kwargs: Any) -> Any:
+        timeout = kwargs.get("timeout")
+        kwargs["timeout"] = self.connect_timeout if timeout is None else min(timeout, self.connect_timeout)
+        return super().create_connection(*args, **kwargs)
 
 
 class Session:
@@ -115,6 +135,7 @@ class Session:
         self.client = KazooClient(
             hosts=hosts,
             timeout=session_timeout,
+            handler=CappedConnectHandler(),
             auth_data=auth,
             default_acl=[self.acl],
             # Unlimited reconnects with a short maximum back-off: ZooKeeper being away is an outage to ride out,

@@ -23,6 +23,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -34,6 +35,7 @@ from provision_min.errors import InputError
 from provision_min.local import as_host, machine, network, subnets
 from provision_min.local.group import ensure_running, new_node, stop_all
 from provision_min.local.layout import METADATA_IP, CloudState, Names, Paths
+from provision_min.local.master_rollout import roll_local_masters
 from provision_min.local.metadata_host import metadata_running, start_metadata, stop_metadata
 from provision_min.local.node_image import build_image
 from provision_min.local.progress import Progress
@@ -47,6 +49,7 @@ from provision_min.victims import LEAVING
 from provision_min.wait import Poller
 
 TOOLS = ("systemd-nspawn", "debootstrap", "nsenter", "ip", "mount", "openssl")
+AGENT_DAEMON = "bootstrap-agent.service"  #: the node's daemon (image/units): an agent's drains when it powers off
 
 
 # -- before anything -------------------------------------------------------------------------------------------
@@ -136,6 +139,7 @@ def _up(config: ClusterConfig, subnet: str | None, out: TextIO, ready_timeout: f
             paths.save(state)
     for node in state.masters():
         created += ensure_running(paths, config, state, node)
+    paths.save(state)  # what each master was made from (master_rollout)
     asc = as_host.client(state)
     known = {n.uuid for n in state.agents()}
     group = as_host.ensure_group(config, state, asc, progress)
@@ -145,6 +149,9 @@ def _up(config: ClusterConfig, subnet: str | None, out: TextIO, ready_timeout: f
     state = paths.load() or state  # the agents as the AS service started them
     wait_ready(paths, state, state.masters() + state.agents(), progress, ready_timeout)
     if roll_local_agents(config, state, asc, out):  # a changed cluster file: agents replaced through their drain
+        state = paths.load() or state
+        wait_ready(paths, state, state.masters() + state.agents(), progress, ready_timeout)
+    if roll_local_masters(paths, config, state, progress, out, ready_timeout):  # then the masters, one at a time
         state = paths.load() or state
         wait_ready(paths, state, state.masters() + state.agents(), progress, ready_timeout)
     state.phase = "ready"
@@ -296,8 +303,8 @@ class DownResult:
 
 
 def down(config: ClusterConfig, confirm: Callable[[list[str]], None] = lambda items: None) -> DownResult:
-    """Remove every instance, the metadata service, the namespaces, the bridge and the state; idempotent.
-    ``confirm`` sees the listing first and stops everything by raising."""
+    """Remove every instance (no agent drains: the whole cluster goes), the metadata service, the namespaces,
+    the bridge and the state; idempotent. ``confirm`` sees the listing first and stops everything by raising."""
     preflight()
     with Paths.of(config.cluster).locked(remove=True):
         return _down(config, confirm)
@@ -338,9 +345,14 @@ def _down(config: ClusterConfig, confirm: Callable[[list[str]], None]) -> DownRe
         paths.save(state)
     if as_host.stop_service(paths):  # first: it would start again the instances removed below
         removed.append("AS service")
-    for group in (agents, others):  # agents first: they leave while ZooKeeper still runs on the masters
-        stop_all(paths, group)
-        removed += [f"instance {name}" for name in group]
+    # The whole cluster goes, so no agent drains (its tasks, blocks and shuffle files go with it): each agent's
+    # daemon stops first, as on a restart (it leaves ZooKeeper while the masters still run), then every
+    # instance powers off at once. An agent whose daemon did not stop powers off before the masters, so that
+    # the drain its poweroff starts still finds them.
+    quiet = _stop_daemons(paths, agents)
+    stop_all(paths, [name for name in agents if name not in quiet])
+    stop_all(paths, quiet + others)
+    removed += [f"instance {name}" for name in agents + others]
     if state is not None and stop_metadata(paths, state):
         removed.append("metadata service")
     removed += network.destroy(config.cluster)
@@ -348,3 +360,12 @@ def _down(config: ClusterConfig, confirm: Callable[[list[str]], None]) -> DownRe
         machine.remove_folder(paths.root)
         removed.append(f"state {paths.root}")
     return DownResult(removed, time.monotonic() - started)
+
+
+def _stop_daemons(paths: Paths, agents: list[str]) -> list[str]:
+    """Stop the daemon in every running agent at once; the agents whose daemon stopped."""
+    if not agents:
+        return []
+    with ThreadPoolExecutor(max_workers=min(16, len(agents))) as pool:
+        stopped = list(pool.map(lambda name: machine.stop_unit(paths.node_dir(name), AGENT_DAEMON), agents))
+    return [name for name, ok in zip(agents, stopped, strict=True) if ok]

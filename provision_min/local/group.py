@@ -16,6 +16,7 @@ from provision_min.local import machine, network
 from provision_min.local.layout import CloudState, Names, NodeRecord, Paths
 from provision_min.local.machine import MachineSpec
 from provision_min.local.metadata_host import publish
+from provision_min.rollout import digest
 
 
 def spec_of(paths: Paths, state: CloudState, node: NodeRecord) -> MachineSpec:
@@ -24,8 +25,16 @@ def spec_of(paths: Paths, state: CloudState, node: NodeRecord) -> MachineSpec:
 
 
 def launch(paths: Paths, config: ClusterConfig, state: CloudState, node: NodeRecord) -> None:
-    """Answer for the instance at the metadata service, then boot it (unless its supervisor already runs)."""
-    publish(paths, config, state, node)
+    """Answer for the instance at the metadata service, then boot it (unless its supervisor already runs).
+
+    A master keeps the user-data it was made with for as long as it lives (as OTC keeps a server's): a changed
+    cluster file reaches it by its replacement (``master_rollout``), not by its daemon re-reading new user-data
+    in place. So it is published once, with what it was made from recorded on ``node`` (the caller saves the
+    state); a master from before that record gets today's user-data once and the record with it."""
+    answers = paths.metadata_dir / node.ip / "user_data"
+    if node.user_data_sha256 is None or not answers.exists():
+        node.user_data_sha256 = digest(publish(paths, config, state, node))
+        node.image = state.image
     spec = spec_of(paths, state, node)
     if machine.supervisor_pid(spec.folder) is not None:
         return

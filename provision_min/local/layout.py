@@ -96,6 +96,11 @@ class NodeRecord:
     ip: str
     uuid: str
     created_at: float
+    #: what a master was made from (``master_rollout``): the image and the digest of the user-data the metadata
+    #: service serves it, kept while the instance lives as OTC keeps a server's; "" / None: not known (agents,
+    #: or a master from before the record)
+    image: str = ""
+    user_data_sha256: str | None = None
 
 
 @dataclass

@@ -51,10 +51,12 @@ def meta_data(config: ClusterConfig, node: NodeRecord) -> dict[str, Any]:
             "meta": {"cluster": config.cluster, "role": node.role}}
 
 
-def publish(paths: Paths, config: ClusterConfig, state: CloudState, node: NodeRecord) -> None:
-    """The metadata service's answers for ``node``, by its address (files replaced atomically, 0600)."""
-    publish_answers(paths, node.ip, json.dumps(user_data(config, state, node.role), indent=2).encode(),
-                    meta_data(config, node))
+def publish(paths: Paths, config: ClusterConfig, state: CloudState, node: NodeRecord) -> dict[str, Any]:
+    """The metadata service's answers for ``node``, by its address (files replaced atomically, 0600); returns
+    the user-data served."""
+    document = user_data(config, state, node.role)
+    publish_answers(paths, node.ip, json.dumps(document, indent=2).encode(), meta_data(config, node))
+    return document
 
 
 def publish_answers(paths: Paths, ip: str, user_data_bytes: bytes, meta: dict[str, Any],

@@ -3,8 +3,8 @@
 The local AS service holds the agents' configuration as OTC does (``instance_config`` with the base64 user-data
 and the image): when what the cluster file makes differs, ``up`` creates a new configuration, switches the
 group to it and replaces the agents a batch at a time through their drain, exactly as on OTC
-(``rollout_run.roll_agents`` on the same AS client). The local masters are not replaced (they are not in the
-group; their image is the cluster's one image): ``up`` says so when their settings changed.
+(``rollout_run.roll_agents`` on the same AS client). The masters follow, one at a time
+(``master_rollout``).
 """
 
 from __future__ import annotations

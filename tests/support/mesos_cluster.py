@@ -89,10 +89,13 @@ class MesosStandins:
         self.masters[f"{ip}:{port}"] = proc
         return f"{ip}:{port}"
 
-    def agent(self, ip: str, hostname: str, resources: str = "cpus:2;mem:1024") -> str:
-        port = _free_port(ip)
+    def agent(self, ip: str, hostname: str, resources: str = "cpus:2;mem:1024", port: int | None = None,
+              work_dir: str = "") -> str:
+        """An agent at ``ip``; ``port`` for the same agent started again (a node's next boot), ``work_dir`` (a
+        suffix) for another agent on the same host (the agent's id is kept in its work dir)."""
+        port = port or _free_port(ip)
         env = {"MESOS_IP": ip, "MESOS_PORT": str(port), "MESOS_HOSTNAME": hostname, "MESOS_MASTER": self.zk,
-               "MESOS_WORK_DIR": str(self.tmp_path / f"agent-{hostname}"), "MESOS_RESOURCES": resources}
+               "MESOS_WORK_DIR": str(self.tmp_path / f"agent-{hostname}{work_dir}"), "MESOS_RESOURCES": resources}
         from tests.test_standins import start_mesos
 
         proc = start_mesos(self.standins, "agent", self.version, env)

@@ -3,16 +3,20 @@
 It speaks the v1 scheduler HTTP API (apache/mesos 1.11.0 ``docs/scheduler-http-api.md``) in JSON: ``SUBSCRIBE``
 kept open as a RecordIO stream read by a background thread (``SUBSCRIBED``, ``OFFERS``, ``RESCIND``, ``UPDATE``,
 ``HEARTBEAT``, ``ERROR``), then ``ACCEPT`` with ``LAUNCH``, ``DECLINE``, ``KILL``, ``ACKNOWLEDGE`` and
-``TEARDOWN`` as separate POSTs carrying ``Mesos-Stream-Id``. It follows a non-leader's 307 to the leader. Used by
+``TEARDOWN`` as separate POSTs carrying ``Mesos-Stream-Id``. Every update with a ``uuid`` is acknowledged, as real
+schedulers do (the agent re-sends it until then, STARTUP-RULES.md MB11); ``acknowledge=False`` makes a framework
+that never acknowledges. It follows a non-leader's 307 to the leader. Used by
 the Mesos stand-in's own tests and by the drain and autoscaler tests (issues 15, 16); the API is in
 ``docs/testing.md`` ("Mesos stand-in cluster").
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import itertools
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterable
@@ -35,9 +39,10 @@ class MesosFramework:
     """One framework. ``masters``: ``"ip:port"`` of any master, or several separated by commas."""
 
     def __init__(self, masters: str, name: str = "test-framework", *, user: str = "root",
-                 partition_aware: bool = False, timeout: float = 10.0) -> None:
+                 partition_aware: bool = False, timeout: float = 10.0, acknowledge: bool = True) -> None:
         self.masters = [m.strip() for m in masters.split(",") if m.strip()]
         self.name, self.user, self.partition_aware, self.timeout = name, user, partition_aware, timeout
+        self.acknowledge = acknowledge
         self.framework_id: str | None = None
         self.stream_id: str | None = None
         self.leader: str | None = None
@@ -74,6 +79,15 @@ class MesosFramework:
         wait_for("SUBSCRIBED", self.connected.is_set, timeout or self.timeout)
         assert self.framework_id is not None
         return self.framework_id
+
+    def follow_leader(self, timeout: float | None = None) -> bool:
+        """SUBSCRIBE again (same framework id) when the stream ended because the leading master went away: the
+        leader is looked for afresh among ``masters`` (a non-leader redirects). True when it subscribed again."""
+        if self.connected.is_set():
+            return False
+        self.leader = None
+        self.subscribe(timeout)
+        return True
 
     def _try_subscribe(self, call: dict[str, Any]) -> bool:
         for address in [*([self.leader] if self.leader else []), *self.masters]:
@@ -133,7 +147,7 @@ class MesosFramework:
                 status = event["update"]["status"]
                 self.updates.append(status)
                 self._states[status["task_id"]["value"]] = status["state"]
-        if kind == "UPDATE" and "uuid" in event["update"]["status"]:
+        if kind == "UPDATE" and self.acknowledge and "uuid" in event["update"]["status"]:
             status = event["update"]["status"]
             self._call({"type": "ACKNOWLEDGE", "acknowledge": {"agent_id": status["agent_id"],
                                                               "task_id": status["task_id"], "uuid": status["uuid"]}},
@@ -142,6 +156,11 @@ class MesosFramework:
     def _drop_connection(self) -> None:
         if self._connection is not None:
             self._response = None
+            # A master that vanished (powered off) sent no FIN: the reader thread blocks in readline holding the
+            # response's buffer lock, so close() alone would wait for ever. shutdown() wakes it with EOF first.
+            if self._connection.sock is not None:
+                with contextlib.suppress(OSError):
+                    self._connection.sock.shutdown(socket.SHUT_RDWR)
             self._connection.close()
             self._connection = None
         self.connected.clear()
