@@ -40,7 +40,6 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +50,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bootstrap_agent.zk import acls
 from bootstrap_agent.zk.paths import AUTH_USER, ClusterPaths, ensemble
 from provision_min.local.layout import CloudState, Paths
+from tests.bench import test_bench_members as members_bench
 from tests.bench.test_bench_cluster import ms, percentile, report
 from tests.bench.test_bench_members import synthetic
 from tests.support.local_cloud import LocalCloud, by_name, inside, torn_down
@@ -163,8 +163,9 @@ class Metrics:
         return self.scrape().get(("process_resident_memory_bytes", ()), 0.0) / 2**20
 
 
-class Writers:
-    """A few sessions of this machine that own the synthetic members' ephemeral znodes."""
+class Writers(members_bench.Writers):
+    """A few sessions of this machine that own the synthetic members' ephemeral znodes (populate, join, leave
+    and close as on loopback; the cluster's ensemble, credential and member ACL here)."""
 
     def __init__(self, state: CloudState) -> None:
         self.paths = ClusterPaths(state.cluster)
@@ -184,40 +185,6 @@ class Writers:
 
     def connect(self) -> None:
         self.clients = [self.client() for _ in range(WRITERS)]
-
-    def populate(self, indexes: range) -> None:
-        pending = []
-        for index in indexes:
-            client = self.clients[index % len(self.clients)]
-            member = synthetic(index)
-            pending.append(client.create_async(self.paths.node(member.uuid), member.to_json(), ephemeral=True))
-            self.present[index] = client
-            if len(pending) >= 2000:
-                for result in pending:
-                    result.get(timeout=60)
-                pending = []
-        for result in pending:
-            result.get(timeout=60)
-
-    def join(self, index: int) -> float:
-        client = self.clients[index % len(self.clients)]
-        client.create(self.paths.node(synthetic(index).uuid), synthetic(index).to_json(), ephemeral=True)
-        self.present[index] = client
-        return time.perf_counter()
-
-    def leave(self, index: int) -> float:
-        self.present.pop(index).delete(self.paths.node(synthetic(index).uuid))
-        return time.perf_counter()
-
-    def close(self) -> None:
-        def stop(client: KazooClient) -> None:
-            with contextlib.suppress(Exception):
-                client.stop()
-                client.close()
-
-        with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-            list(pool.map(stop, self.clients))
-        self.clients = []
 
 
 def _watch_sample(arm: Callable[..., Any], change: Callable[[], Any]) -> float:
