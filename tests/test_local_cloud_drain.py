@@ -21,8 +21,6 @@ from typing import Any
 import pytest
 import requests
 
-from bootstrap_agent.autoscaling import AkSkAuth, AutoScaling
-from bootstrap_agent.otc_signing import SigningKey
 from provision_min.local.as_host import HOOK_TIMEOUT_ENV
 from tests.support.local_cloud import LocalCloud, by_name, inside, torn_down
 from tests.support.mesos_framework import MesosFramework
@@ -76,11 +74,8 @@ def test_a_busy_agent_removed_by_the_group_drains_and_calls_back_itself(local_cl
     cloud = local_cloud
     c = cloud.cluster
     cloud.ok("up")
-    saved = json.loads(cloud.state_file.read_text())
-    asc = AutoScaling(saved["as_endpoint"], AkSkAuth(lambda: SigningKey(saved["as_access_key"],
-                                                                         saved["as_secret_key"])))
-    group = asc.find_group(f"{c}-agents")
-    assert group is not None
+    asc, group = cloud.agents_group()
+    operator_key = json.loads(cloud.state_file.read_text())["as_access_key"]
     nodes = by_name(cloud.status())
     master_ip, victim = nodes[f"{c}-master-1"]["ip"], nodes[f"{c}-agent-2"]
     with MesosFramework(f"{master_ip}:5050", name="drain-e2e") as framework:
@@ -117,7 +112,7 @@ def test_a_busy_agent_removed_by_the_group_drains_and_calls_back_itself(local_cl
     gone = time.monotonic()
     callbacks = [e for e in requests_log(cloud) if e["method"] == "PUT" and e["path"].endswith("/callback")]
     assert [(e["client"], e["status"]) for e in callbacks] == [(victim["ip"], 204)], callbacks
-    assert callbacks[0]["access"] != saved["as_access_key"]  # the node's temporary key, not the operator's
+    assert callbacks[0]["access"] != operator_key  # the node's temporary key, not the operator's
     slaves = requests.get(f"http://{master_ip}:5050/master/slaves", timeout=10).json()["slaves"]
     assert victim["ip"] not in {s["hostname"] for s in slaves}
     print(f"\nbusy drain: removal noticed after {noticed:.1f} s; task done → framework gone "
@@ -130,11 +125,7 @@ def test_a_drain_past_its_grace_ends_with_the_instance_removed_and_a_clear_event
     c = cloud.cluster
     cloud.config.write_text(cloud.config.read_text().replace("grace: 240", "grace: 8"))
     cloud.ok("up")
-    saved = json.loads(cloud.state_file.read_text())
-    asc = AutoScaling(saved["as_endpoint"], AkSkAuth(lambda: SigningKey(saved["as_access_key"],
-                                                                         saved["as_secret_key"])))
-    group = asc.find_group(f"{c}-agents")
-    assert group is not None
+    asc, group = cloud.agents_group()
     nodes = by_name(cloud.status())
     master_ip, victim = nodes[f"{c}-master-1"]["ip"], nodes[f"{c}-agent-2"]
     with MesosFramework(f"{master_ip}:5050", name="grace-e2e") as framework:
@@ -176,11 +167,7 @@ def test_a_node_stuck_mid_drain_is_removed_by_the_hook_timeout_and_the_master_fo
     cloud = short_hook_cloud
     c = cloud.cluster
     cloud.ok("up")
-    saved = json.loads(cloud.state_file.read_text())
-    asc = AutoScaling(saved["as_endpoint"], AkSkAuth(lambda: SigningKey(saved["as_access_key"],
-                                                                         saved["as_secret_key"])))
-    group = asc.find_group(f"{c}-agents")
-    assert group is not None
+    asc, group = cloud.agents_group()
     nodes = by_name(cloud.status())
     master_ip, victim = nodes[f"{c}-master-1"]["ip"], nodes[f"{c}-agent-2"]
     with MesosFramework(f"{master_ip}:5050", name="stuck-e2e") as framework:

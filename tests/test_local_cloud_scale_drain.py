@@ -42,8 +42,6 @@ import pytest
 import requests
 from botocore.config import Config
 
-from bootstrap_agent.autoscaling import AkSkAuth, AutoScaling
-from bootstrap_agent.otc_signing import SigningKey
 from provision_min.local import network
 from provision_min.local.as_host import HOOK_TIMEOUT_ENV
 from provision_min.local.layout import AUTO_SUBNETS
@@ -218,11 +216,8 @@ def test_scale_in_removes_the_idle_agent_then_drains_a_busy_one_losing_no_task_a
     nodes = by_name(report)
     master = nodes[f"{c}-master-1"]
     small, idle, large = (nodes[f"{c}-agent-{i}"] for i in (1, 2, 3))
-    saved = json.loads(cloud.state_file.read_text())
-    asc = AutoScaling(saved["as_endpoint"], AkSkAuth(lambda: SigningKey(saved["as_access_key"],
-                                                                         saved["as_secret_key"])))
-    group = asc.find_group(f"{c}-agents")
-    assert group is not None
+    asc, group = cloud.agents_group()
+    operator_key = json.loads(cloud.state_file.read_text())["as_access_key"]
 
     def listed() -> dict[str, str]:
         return {i.id: i.state for i in asc.instances(group.id)}
@@ -325,7 +320,7 @@ def test_scale_in_removes_the_idle_agent_then_drains_a_busy_one_losing_no_task_a
                      and e["path"].endswith("/callback")]
         # each leaver called back itself: the idle one (scale 2), then the victim, with its own temporary key
         assert [(e["client"], e["status"]) for e in callbacks] == [(idle["ip"], 204), (victim["ip"], 204)], callbacks
-        assert callbacks[1]["access"] == node_key["credential"]["access"] != saved["as_access_key"], callbacks
+        assert callbacks[1]["access"] == node_key["credential"]["access"] != operator_key, callbacks
         for leaver, callback in ((idle, callbacks[0]), (victim, callbacks[1])):
             states = [(e["new"], e["ts"]) for e in events
                       if e.get("event") == "instance_state" and e.get("instance") == leaver["uuid"]]

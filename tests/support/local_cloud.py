@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bootstrap_agent.autoscaling import AkSkAuth, AutoScaling, Group
+from bootstrap_agent.otc_signing import SigningKey
 from provision_min.local import machine
 from provision_min.local.layout import STATE_ROOT_ENV, Names
 
@@ -72,6 +74,15 @@ class LocalCloud:
     @property
     def state_file(self) -> Path:
         return self.state_root / self.cluster / "cloud.json"
+
+    def agents_group(self) -> tuple[AutoScaling, Group]:
+        """The operator's AS client (the AK/SK ``up`` keeps in ``cloud.json``) and the cluster's agents' group."""
+        saved = json.loads(self.state_file.read_text())
+        key = SigningKey(saved["as_access_key"], saved["as_secret_key"])
+        asc = AutoScaling(saved["as_endpoint"], AkSkAuth(lambda: key))
+        group = asc.find_group(f"{self.cluster}-agents")
+        assert group is not None, "the agents' group is missing"
+        return asc, group
 
     def dashboard_password(self) -> str:
         return str(json.loads(self.state_file.read_text())["dashboard_password"])
