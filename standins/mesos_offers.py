@@ -23,7 +23,7 @@ from typing import Any
 from standins import mesos_model as model
 from standins.mesos_entities import Agent, Framework, Task
 from standins.mesos_maintenance import Maintenance
-from standins.mesos_scheduler_events import FrameworkStream, offer_event, update_event
+from standins.mesos_scheduler_events import FrameworkStream, offer_event, subscribed_event, update_event
 
 AgentSender = Callable[[Agent, str, dict[str, Any]], None]
 
@@ -76,7 +76,12 @@ class FrameworkOffers:
 
     # Frameworks -----------------------------------------------------------------------------------------------
 
-    def subscribe(self, info: dict[str, Any], stream: FrameworkStream) -> Framework:
+    def subscribe(self, info: dict[str, Any], stream: FrameworkStream, master_info: dict[str, Any]) -> Framework:
+        """Register (or re-register) the framework and put ``SUBSCRIBED`` on its stream under the lock: it is the
+        stream's first event (``docs/scheduler-http-api.md``; ``Master::_subscribe`` answers before the allocator
+        learns of the framework), so no allocation round can slip an offer in ahead of it. A scheduler drops the
+        offers it holds on ``SUBSCRIBED``; an offer sent before it would stay outstanding here for ever, the
+        agent's resources held by an offer its framework does not know it has."""
         with self.lock:
             fid = str((info.get("id") or {}).get("value") or "") or self._next("")
             framework = self.frameworks.get(fid)
@@ -87,6 +92,7 @@ class FrameworkOffers:
             framework.info, framework.name, framework.stream = info, str(info.get("name", "")), stream
             framework.offers.clear()
             stream.framework_id = fid
+            stream.send_event(subscribed_event(fid, master_info))
             return framework
 
     def teardown(self, framework: Framework) -> None:

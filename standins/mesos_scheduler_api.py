@@ -17,7 +17,7 @@ from typing import Any
 from standins.common import Response
 from standins.mesos_cluster import Cluster
 from standins.mesos_http import Request, Stream, json_text
-from standins.mesos_scheduler_events import FrameworkStream, subscribed_event
+from standins.mesos_scheduler_events import FrameworkStream
 
 APPLICATION_JSON = "application/json"
 APPLICATION_PROTOBUF = "application/x-protobuf"
@@ -138,7 +138,6 @@ class SchedulerApi:
         stream_id = str(uuid.uuid4())
         stream = Stream(APPLICATION_JSON, (("Mesos-Stream-Id", stream_id),))
         framework_stream = FrameworkStream(stream, stream_id)
-        framework = self.cluster.subscribe(info, framework_stream)
+        framework = self.cluster.subscribe(info, framework_stream, self.master_info())
         stream.on_close = lambda: self.cluster.disconnected(framework.id)
-        framework_stream.send_event(subscribed_event(framework.id, self.master_info()))
         return stream

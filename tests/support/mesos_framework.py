@@ -19,11 +19,12 @@ import json
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Self
 
-from .waiting import wait_for
+from .waiting import NotReached, wait_for
 
 
 class SchedulerError(RuntimeError):
@@ -204,9 +205,34 @@ class MesosFramework:
 
     def wait_offer(self, hostname: str | None = None, ip: str | None = None,
                    timeout: float | None = None) -> dict[str, Any]:
-        found: dict[str, Any] = wait_for(f"an offer for {hostname or ip or 'any agent'}",
-                                         lambda: next(iter(self.offers(hostname, ip)), None), timeout or self.timeout)
+        try:
+            found: dict[str, Any] = wait_for(f"an offer for {hostname or ip or 'any agent'}",
+                                             lambda: next(iter(self.offers(hostname, ip)), None),
+                                             timeout or self.timeout)
+        except NotReached as exc:
+            raise NotReached(f"{exc}; {self._offer_picture()}") from None
         return found
+
+    def _offer_picture(self) -> str:
+        """Why no offer came, as the leading master sees it: each agent (active? what is used, what is offered and
+        to whom) and each framework's outstanding offers."""
+        if self.leader is None:
+            return "no leading master known"
+        try:
+            with urllib.request.urlopen(f"http://{self.leader}/master/state", timeout=5) as answer:
+                state = json.load(answer)
+        except (OSError, ValueError) as exc:
+            return f"the master's state unreadable: {exc}"
+        holders: dict[str, list[str]] = {}
+        for framework in state.get("frameworks", []):
+            for offer in framework.get("offers", []):
+                holders.setdefault(offer["slave_id"], []).append(
+                    f"{framework['name']}{'' if framework.get('active') else ' (inactive)'}")
+        agents = [f"{a['hostname']} active={a['active']} used={a['used_resources']} "
+                  f"offered to {holders.get(a['id'], [])}" for a in state.get("slaves", [])]
+        mine = [o["id"] for f in state.get("frameworks", []) if f["id"] == self.framework_id for o in f["offers"]]
+        return (f"master {self.leader}: agents {agents}; offers the master counts as this framework's {mine}, "
+                f"held here {sorted(self._offers)}")
 
     def decline(self, offer_ids: Iterable[str], refuse_seconds: float = 1.0) -> None:
         ids = list(offer_ids)
