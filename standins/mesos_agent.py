@@ -20,6 +20,7 @@ The agent ↔ master calls are the stand-in protocol of ``mesos_master.py``.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import socket
@@ -183,9 +184,10 @@ class AgentRuntime:
             try:
                 self._round()
                 self._unreachable = False
-            except OSError as exc:  # the leader went away mid-call: find it again next round
+            except (OSError, http.client.HTTPException, ValueError) as exc:  # the leader went away mid-call (or
+                # answered half): find it again next round; the loop never ends on one bad round
                 if not self._unreachable:  # once per outage, not every round
-                    log_event("agent_master_unreachable", error=str(exc))
+                    log_event("agent_master_unreachable", error=f"{type(exc).__name__}: {exc}")
                 self._unreachable, self.master = True, None
 
     def _round(self) -> None:

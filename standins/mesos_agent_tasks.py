@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from standins.common import log_event
 from standins.mesos_model import TERMINAL_STATES
 
 DEFAULT_KILL_GRACE = 3.0
@@ -127,16 +128,23 @@ class TaskRunner:
         return self.work_dir / "meta" / "slaves" / self.agent_id / "standin-tasks.json"
 
     def save(self) -> None:
-        """Write the checkpoint atomically (a crash leaves the old one or the new one)."""
+        """Write the checkpoint atomically (a crash leaves the old one or the new one).
+
+        Task threads, the master's acknowledgements and the registration all save: one at a time, under the
+        runner's lock, so that two writers never share the staging file (the second rename found it gone and
+        killed its task's thread, which then never reported the task's end) and an older picture never replaces
+        a newer one. A checkpoint that cannot be written is logged; the task's state here stays as it is."""
         if not self.agent_id:
             return
-        with self.lock:
-            data = json.dumps([t.checkpoint() for t in self.tasks.values()])
         path = self._checkpoint_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(data)
-        os.replace(tmp, path)
+        with self.lock:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp.write_text(json.dumps([t.checkpoint() for t in self.tasks.values()]))
+                os.replace(tmp, path)
+            except OSError as exc:
+                log_event("agent_checkpoint_failed", path=str(path), error=str(exc))
 
     def set_agent_id(self, agent_id: str) -> None:
         """The id the master gave: ``meta/slaves/latest`` points at it, as the real agent's symlink."""

@@ -15,6 +15,7 @@ agent → leader ``POST /standin/agent/register|ping|status``; leader → agent
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import queue
@@ -198,8 +199,9 @@ class MasterRuntime:
             url, agent_id, payload = item
             try:
                 post_json(url, payload)
-            except OSError as exc:  # the agent is gone: its pings stop and the timeout removes it
-                log_event("agent_unreachable_send", agent_id=agent_id, url=url, error=str(exc))
+            except (OSError, http.client.HTTPException, ValueError) as exc:  # the agent is gone (its pings stop
+                # and the timeout removes it) or answered half: this sender goes on with the next message
+                log_event("agent_unreachable_send", agent_id=agent_id, url=url, error=f"{type(exc).__name__}: {exc}")
 
     # Routes ---------------------------------------------------------------------------------------------------
 

@@ -166,6 +166,7 @@ def zookeeper_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKe
 
 
 from tests.support.daemon_node import cluster  # noqa: E402,F401  (fixture: daemons in one test network)
+from tests.support.mesos_cluster import mesos  # noqa: E402,F401  (fixture: Mesos stand-in clusters)
 from tests.support.node import make_node  # noqa: E402,F401  (fixture: a cloud node for `once`)
 from tests.support.provision_env import cloud, s3  # noqa: E402,F401  (fixtures: fake OTC API, moto S3)
 

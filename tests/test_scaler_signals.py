@@ -15,10 +15,9 @@ from bootstrap_agent.scaler.signals import smooth
 from bootstrap_agent.scaler.sources import MesosSignals, agents_from_members, capacity_from_master_info
 from tests.support.mesos_framework import MesosFramework
 from tests.support.waiting import wait_for
-from tests.test_standin_mesos_cluster import mesos  # noqa: F401  (fixture: stand-in Mesos masters and agents)
 
 
-def test_samples_follow_the_allocation_and_see_a_starving_framework(mesos: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_samples_follow_the_allocation_and_see_a_starving_framework(mesos: Any, tmp_path: Path) -> None:
     cluster = mesos()
     leader = cluster.master("127.0.0.31")
     cluster.agent("127.0.0.41", "agent-41", resources="cpus:2;mem:1024")

@@ -10,33 +10,12 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.support.mesos_cluster import NS, MesosStandins, call, get_json, processes_with, window
+from tests.support.mesos_cluster import NS, MesosFactory, call, get_json, processes_with, window
 from tests.support.mesos_framework import MesosFramework
 from tests.support.waiting import wait_for
-from tests.support.zookeeper import ZooKeeperServer
-from tests.test_standins import Standins
-
-MesosFactory = Callable[..., MesosStandins]
-
-
-@pytest.fixture
-def mesos(standins: Standins, zookeeper: ZooKeeperServer, tmp_path: Path) -> Iterator[MesosFactory]:
-    clusters: list[MesosStandins] = []
-
-    def make(version: str = "1.11", **flags: str) -> MesosStandins:
-        cluster = MesosStandins(standins, zookeeper, tmp_path / f"c{len(clusters)}", version, **flags)
-        clusters.append(cluster)
-        return cluster
-
-    yield make
-    for cluster in clusters:
-        cluster.close()
 
 
 def test_offers_launch_a_real_process_that_finishes_and_resources_are_accounted(mesos: MesosFactory) -> None:
@@ -410,60 +389,3 @@ def test_tasks_outlive_an_agent_restart_and_the_agent_recovers_them(mesos: Mesos
         assert framework.state(keeps_running) == "TASK_RUNNING"
         framework.wait_state(keeps_running, "TASK_FINISHED", timeout=15)
         assert framework.states(keeps_running) == ["TASK_RUNNING", "TASK_FINISHED"]
-
-
-def test_a_task_ending_during_a_master_failover_reaches_the_framework_after_it_resubscribes(
-        mesos: MesosFactory) -> None:
-    """MB11: the update is kept by the agent, re-registered with the new leader and re-sent until acknowledged."""
-    cluster = mesos()
-    first = cluster.master("127.0.0.11")
-    second = cluster.master("127.0.0.12")
-    assert cluster.leader() == first
-    agent = cluster.agent("127.0.0.21", "agent1.test")
-    cluster.wait_agents(1)
-    framework = MesosFramework(f"{first},{second}", "reliable-updates-test")
-    try:
-        framework.subscribe()
-        token = cluster.token(2)
-        task = framework.launch(f"sleep {token}", "agent1.test")
-        framework.wait_state(task, "TASK_RUNNING")
-        framework.close(teardown=False)  # the framework is away from here on
-
-        cluster.masters[first].send_signal(signal.SIGTERM)
-        assert cluster.masters[first].wait(timeout=5) == 0
-        assert cluster.leader() == second
-        assert wait_for("the task's end", lambda: not processes_with(f"sleep {token}"), timeout=10)
-        # The new leader knows the finished task from the agent's re-registration (or its first update).
-        assert wait_for("the finished task at the new leader", lambda: [
-            t for f in get_json(second, "/master/state")["frameworks"] for t in f["completed_tasks"]
-            if t["id"] == task and t["state"] == "TASK_FINISHED"], timeout=10)
-        [completed] = get_json(agent, "/slave(1)/state")["completed_frameworks"]
-        assert completed["completed_executors"][0]["completed_tasks"][0]["state"] == "TASK_FINISHED"
-        assert framework.states(task) == ["TASK_RUNNING"]
-
-        framework.follow_leader()  # SUBSCRIBE again with the same framework id, to the new leader
-        assert framework.leader == second
-        framework.wait_state(task, "TASK_FINISHED", timeout=10)
-        assert framework.states(task) == ["TASK_RUNNING", "TASK_FINISHED"]
-        assert wait_for("the acknowledgement", lambda: get_json(second, "/metrics/snapshot")[
-            "master/valid_status_update_acknowledgements"] >= 1.0, timeout=5)
-    finally:
-        framework.close()
-
-
-def test_an_update_is_resent_until_acknowledged_and_not_after(mesos: MesosFactory) -> None:
-    cluster = mesos()
-    master = cluster.master("127.0.0.11")
-    cluster.agent("127.0.0.21", "agent1.test")
-    cluster.wait_agents(1)
-    with MesosFramework(master, "acking") as acking, MesosFramework(master, "silent", acknowledge=False) as silent:
-        acked = acking.launch("true", "agent1.test")
-        unacked = silent.launch("true", "agent1.test")
-        acking.wait_state(acked, "TASK_FINISHED")
-        silent.wait_state(unacked, "TASK_RUNNING")
-        # The agent re-sends every 2 s: the framework that does not acknowledge hears TASK_RUNNING again and again,
-        # the same update (one uuid), and never the end, which waits in the task's stream behind it.
-        assert wait_for("re-sent updates", lambda: len(silent.states(unacked)) >= 3, timeout=10)
-        assert set(silent.states(unacked)) == {"TASK_RUNNING"}
-        assert len({u["uuid"] for u in silent.updates}) == 1
-        assert acking.states(acked) == ["TASK_RUNNING", "TASK_FINISHED"]  # acknowledged: not sent again

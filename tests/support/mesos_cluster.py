@@ -17,8 +17,11 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from .waiting import wait_for
 
@@ -28,6 +31,23 @@ if TYPE_CHECKING:
     from .zookeeper import ZooKeeperServer
 
 NS = 1_000_000_000
+
+MesosFactory = Callable[..., "MesosStandins"]
+
+
+@pytest.fixture
+def mesos(standins: Standins, zookeeper: ZooKeeperServer, tmp_path: Path) -> Iterator[MesosFactory]:
+    """``mesos(version="1.11", **flags)``: a stand-in cluster on the test's ZooKeeper, closed after the test."""
+    clusters: list[MesosStandins] = []
+
+    def make(version: str = "1.11", **flags: str) -> MesosStandins:
+        cluster = MesosStandins(standins, zookeeper, tmp_path / f"c{len(clusters)}", version, **flags)
+        clusters.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in clusters:
+        cluster.close()
 
 
 def call(address: str, path: str, body: Any = None, *, method: str | None = None,

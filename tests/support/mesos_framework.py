@@ -5,7 +5,8 @@ kept open as a RecordIO stream read by a background thread (``SUBSCRIBED``, ``OF
 ``HEARTBEAT``, ``ERROR``), then ``ACCEPT`` with ``LAUNCH``, ``DECLINE``, ``KILL``, ``ACKNOWLEDGE`` and
 ``TEARDOWN`` as separate POSTs carrying ``Mesos-Stream-Id``. Every update with a ``uuid`` is acknowledged, as real
 schedulers do (the agent re-sends it until then, STARTUP-RULES.md MB11); ``acknowledge=False`` makes a framework
-that never acknowledges. It follows a non-leader's 307 to the leader. Used by
+that never acknowledges. It follows a non-leader's 307 to the leader, and counts a stream that carried nothing
+for two heartbeat intervals as lost (``connected`` clears; ``follow_leader`` subscribes again). Used by
 the Mesos stand-in's own tests and by the drain and autoscaler tests (issues 15, 16); the API is in
 ``docs/testing.md`` ("Mesos stand-in cluster").
 """
@@ -25,6 +26,13 @@ from types import TracebackType
 from typing import Any, Self
 
 from .waiting import NotReached, wait_for
+
+# A stream that carried nothing, not even a HEARTBEAT, for this many intervals is dead: a master that vanished
+# (powered off with its network) sends no FIN, and a new master at the same address never heard of the connection.
+# ``docs/scheduler-http-api.md`` ("HEARTBEAT"): the scheduler should then re-subscribe. 15 s is the master's
+# ``DEFAULT_HEARTBEAT_INTERVAL`` (``src/master/constants.hpp``), used until SUBSCRIBED says otherwise.
+MISSED_HEARTBEATS = 2
+DEFAULT_HEARTBEAT_SECONDS = 15.0
 
 
 class SchedulerError(RuntimeError):
@@ -109,7 +117,8 @@ class MesosFramework:
                 if response.status != 200:
                     connection.close()
                     break
-                connection.sock.settimeout(None) if connection.sock else None  # the stream may idle for 15 s
+                if connection.sock is not None:  # idle for one heartbeat at most: see ``_handle``
+                    connection.sock.settimeout(MISSED_HEARTBEATS * DEFAULT_HEARTBEAT_SECONDS)
                 self.leader, self.stream_id = address, response.getheader("Mesos-Stream-Id")
                 self._connection, self._response = connection, response
                 self.connected.clear()
@@ -137,6 +146,9 @@ class MesosFramework:
             self.events.append(event)
             if kind == "SUBSCRIBED":
                 self.framework_id = event["subscribed"]["framework_id"]["value"]
+                interval = event["subscribed"].get("heartbeat_interval_seconds")
+                if isinstance(interval, int | float) and self._connection is not None and self._connection.sock:
+                    self._connection.sock.settimeout(MISSED_HEARTBEATS * max(float(interval), 1.0))
                 self._offers.clear()
                 self.connected.set()
             elif kind == "OFFERS":
