@@ -28,13 +28,16 @@ class InstallResult:
 
 # What this process last installed or found in place, by target: the content object and the file's stat then.
 # A pass that hands over the very same bytes object (a master's unchanged member pages, status.json) for a
-# file whose inode, mtime, size, mode and owner are as they were needs no read-back to know it is unchanged:
-# at 10,000 members that read-back of every page and document was a good part of a pass (issue 17).
-_SEEN: dict[str, tuple[bytes, int, str | None, tuple[int, int, int, int, int]]] = {}
+# file whose device, inode, size, mode, owner, group, mtime and ctime are as they were needs no read-back to know
+# it is unchanged: at 10,000 members that read-back of every page and document was a good part of a pass
+# (issue 17). The ctime is what makes the skip safe: every write, chmod or chown moves it, and unlike the mtime
+# no one but the kernel can set it back.
+_SEEN: dict[str, tuple[bytes, int, str | None, tuple[int, ...]]] = {}
 
 
-def _signature(stat: os.stat_result) -> tuple[int, int, int, int, int]:
-    return stat.st_ino, stat.st_mtime_ns, stat.st_size, stat.st_mode, stat.st_gid
+def _signature(stat: os.stat_result) -> tuple[int, ...]:
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mode, stat.st_uid, stat.st_gid, stat.st_mtime_ns,
+            stat.st_ctime_ns)
 
 
 def install(files: Iterable[DesiredFile], layout: Layout) -> InstallResult:

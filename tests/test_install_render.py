@@ -46,6 +46,24 @@ def test_install_creates_backs_up_and_leaves_unchanged_files_alone(tmp_path: Pat
     assert mode(target) == 0o640
 
 
+def test_a_file_rewritten_in_place_with_its_old_size_and_mtime_is_still_restored(tmp_path: Path) -> None:
+    """The skip of an unchanged file's read-back (the same content object as last pass) must not be fooled by a
+    rewrite that keeps the inode and size and puts the mtime back: the ctime moved."""
+    layout = Layout(str(tmp_path))
+    desired = DesiredFile("/etc/app/app.conf", b"role=agent\n", 0o644)
+    assert install([desired], layout).changed == ["/etc/app/app.conf"]
+    target = tmp_path / "etc/app/app.conf"
+    before = target.stat()
+    with open(target, "r+b") as handle:  # same inode, same size
+        handle.write(b"role=mastr\n")
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert target.stat().st_ino == before.st_ino and target.stat().st_mtime_ns == before.st_mtime_ns
+
+    assert install([desired], layout).changed == ["/etc/app/app.conf"]
+    assert target.read_bytes() == b"role=agent\n"
+    assert install([desired], layout).changed == []  # and then skipped again
+
+
 def test_secret_file_is_never_visible_with_a_wider_mode(tmp_path: Path) -> None:
     """Watch the folder while a 0600 file is installed: no name in it ever has other permissions."""
     layout = Layout(str(tmp_path))

@@ -117,7 +117,7 @@ class MesosFramework:
                 if response.status != 200:
                     connection.close()
                     break
-                if connection.sock is not None:  # idle for one heartbeat at most: see ``_handle``
+                if connection.sock is not None:  # quiet for two heartbeats: lost (``MISSED_HEARTBEATS``)
                     connection.sock.settimeout(MISSED_HEARTBEATS * DEFAULT_HEARTBEAT_SECONDS)
                 self.leader, self.stream_id = address, response.getheader("Mesos-Stream-Id")
                 self._connection, self._response = connection, response
