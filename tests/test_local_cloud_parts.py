@@ -267,3 +267,19 @@ def test_status_polls_report_an_outage_as_none_and_a_bug_as_a_bug() -> None:
     assert readiness.read_members(_Store(ClusterUnavailable("members: ZooKeeper unreachable"))) is None
     with pytest.raises(TypeError):
         readiness.read_members(_Store(TypeError("a bug")))
+
+
+def test_plan_of_a_cluster_that_does_not_run_says_what_up_would_start_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(STATE_ROOT_ENV, str(tmp_path / "state"))
+    config = config_mod.load(EXAMPLE)
+    assert cli.main(["plan", "--cloud", "local", "--config", str(EXAMPLE), "--detailed-exitcode"]) == 3
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"cluster {config.cluster} (local): does not run", out
+    assert (f"start: the cluster's network, metadata service and AS service, {config.masters} master(s) and the "
+            f"AS group {config.cluster}-agents with {config.agents.desired} agent(s)") in out
+    assert cli.main(["plan", "--cloud", "local", "--config", str(EXAMPLE), "--json"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert (planned["running"], planned["changes"], planned["replace"]) == (False, True, [])
+    assert not (tmp_path / "state").exists()  # nothing written, nothing started

@@ -169,6 +169,17 @@ def test_a_changed_setting_rolls_through_agents_then_masters_while_the_cluster_s
     # mesos.attributes: in both roles' user-data (an agent offers it; a master's document changes with it)
     cloud.config.write_text(text.replace("docker_ramdisk: 256MB}", 'docker_ramdisk: 256MB, attributes: {wave: "2"}}'))
 
+    # -- plan shows it first, and changes nothing --------------------------------------------------------------
+    planned = cloud.run("plan", "--detailed-exitcode", timeout=120)
+    assert planned.returncode == 3, (planned.stdout, planned.stderr[-2000:])
+    shown = planned.stdout.splitlines()
+    assert shown[0] == f"cluster {c} (local): runs" and not any("start:" in line for line in shown), shown
+    assert "  new AS configuration (user-data: mesos) and the group switched to it" in shown, shown
+    assert any(line.startswith("  replace 3 agent(s), 1 at a time") for line in shown), shown
+    assert [re.sub(r" \(.*", "", line) for line in shown if line.startswith("  replace master")] == [
+        f"  replace master {c}-master-{i}" for i in (3, 2, 1)], shown  # the first master last
+    assert uuids(cloud, "agent") == agents and uuids(cloud, "master") == masters
+
     probe = QuorumProbe(ips)
     framework = MesosFramework(",".join(f"{ip}:5050" for ip in ips), name="rollout-e2e", timeout=3.0)
     framework.subscribe(timeout=60)
@@ -244,6 +255,8 @@ def test_a_changed_setting_rolls_through_agents_then_masters_while_the_cluster_s
     assert gap < LAUNCH_GAP_BOUND, (gap, launcher.errors[-10:])
 
     # -- nothing changed: nothing replaced ----------------------------------------------------------------------
+    after = cloud.run("plan", "--detailed-exitcode", timeout=120)
+    assert after.returncode == 0 and "nothing to change" in after.stdout, (after.stdout, after.stderr[-2000:])
     again = cloud.ok("up", timeout=600)
     assert "replacing" not in again.stderr, again.stderr[-3000:]
     assert uuids(cloud, "master") == new_masters and uuids(cloud, "agent") == new_agents

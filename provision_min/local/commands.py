@@ -7,10 +7,9 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from provision_min.clouds import EXIT_FAILED, EXIT_OK, Access
+from provision_min.clouds import EXIT_CHANGES, EXIT_FAILED, EXIT_OK, Access
 from provision_min.config import ClusterConfig
 from provision_min.confirm import Confirmation
-from provision_min.errors import InputError
 from provision_min.local import cloud
 from provision_min.local.readiness import DEFAULT_READY_TIMEOUT
 
@@ -27,7 +26,13 @@ class LocalCloud:
         return self.wait_timeout or DEFAULT_READY_TIMEOUT
 
     def plan(self, as_json: bool = False, detailed_exitcode: bool = False) -> int:
-        raise InputError("plan: the local cloud has no API calls to show; up prints each step as it goes")
+        """What up would start and replace (``plan_local``); nothing changes."""
+        from provision_min.local.plan_local import plan
+
+        _, state = cloud.load_state(self.config)
+        planned = plan(self.config, state)
+        print(json.dumps(planned.as_json()) if as_json else "\n".join(planned.lines()))
+        return EXIT_CHANGES if detailed_exitcode and planned.changes else EXIT_OK
 
     def up(self, as_json: bool = False) -> int:
         config = self.config

@@ -12,17 +12,35 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import TextIO
 
-from bootstrap_agent.autoscaling import AutoScaling, AutoScalingError
+from bootstrap_agent.autoscaling import AutoScaling, AutoScalingError, Group, Instance
 from provision_min.config import ClusterConfig
 from provision_min.errors import ProvisionError
 from provision_min.local.layout import CloudState
 from provision_min.local.metadata_host import user_data
 from provision_min.local.scale_members import local_members
-from provision_min.rollout import Spec, candidate, changes, configuration_spec, plan_agents
+from provision_min.rollout import AgentRollout, Spec, candidate, changes, configuration_spec, plan_agents
 from provision_min.rollout_run import roll_agents
+from provision_min.scale import Members
 from provision_min.wait import Poller
+
+
+def wanted_agents(config: ClusterConfig, state: CloudState) -> Spec:
+    """What the cluster file makes of the agents: the image, the flavor and the user-data."""
+    return Spec(state.image, config.agent_flavor, user_data(config, state, "agent"))
+
+
+def plan_local_agents(config: ClusterConfig, have: Spec, want: Spec, current: str, group: Group,
+                      instances: Sequence[Instance], members: Members) -> AgentRollout:
+    """The agents to replace (least loaded first, by their members' load) and how many at a time."""
+    agents = [m for m in members() if m.get("role") == "agent"] if instances else []
+    by_uuid = {str(m.get("uuid")): m for m in agents}
+    raw = [{"instance_id": i.id, "instance_name": i.name, "life_cycle_state": i.state,
+            "scaling_configuration_id": i.configuration_id, "create_time": i.created} for i in instances]
+    return plan_agents(have, want, current, [candidate(r, by_uuid.get(r["instance_id"])) for r in raw],
+                       group.desired, config.agents.min, config.agents.max)
 
 
 def roll_local_agents(config: ClusterConfig, state: CloudState, asc: AutoScaling, out: TextIO,
@@ -34,8 +52,8 @@ def roll_local_agents(config: ClusterConfig, state: CloudState, asc: AutoScaling
         group = asc.find_group(name)
         if group is None:
             return 0
-        document = user_data(config, state, "agent")
-        want = Spec(state.image, config.agent_flavor, document)
+        want = wanted_agents(config, state)
+        document = want.document or {}
         have = configuration_spec(asc.configuration(group.configuration_id))
         found = changes(have, want)
         current = group.configuration_id
@@ -52,12 +70,7 @@ def roll_local_agents(config: ClusterConfig, state: CloudState, asc: AutoScaling
     except AutoScalingError as exc:
         raise ProvisionError(f"the local AS service: {exc}") from None
     with local_members(state, role=None) as members:
-        agents = [m for m in members() if m.get("role") == "agent"] if instances else []
-        by_uuid = {str(m.get("uuid")): m for m in agents}
-        raw = [{"instance_id": i.id, "instance_name": i.name, "life_cycle_state": i.state,
-                "scaling_configuration_id": i.configuration_id, "create_time": i.created} for i in instances]
-        plan = plan_agents(have, want, current, [candidate(r, by_uuid.get(r["instance_id"])) for r in raw],
-                           group.desired, config.agents.min, config.agents.max)
+        plan = plan_local_agents(config, have, want, current, group, instances, members)
         if plan.blocked:
             print(f"provision-min: warning: agents not replaced: {plan.blocked}", file=out)
             return 0
