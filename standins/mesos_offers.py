@@ -78,8 +78,9 @@ class FrameworkOffers:
 
     def subscribe(self, info: dict[str, Any], stream: FrameworkStream, master_info: dict[str, Any]) -> Framework:
         """Register (or re-register) the framework and put ``SUBSCRIBED`` on its stream under the lock: it is the
-        stream's first event (``docs/scheduler-http-api.md``; ``Master::_subscribe`` answers before the allocator
-        learns of the framework), so no allocation round can slip an offer in ahead of it. A scheduler drops the
+        stream's first event (``docs/scheduler-http-api.md``; ``Master::_subscribe`` sends it in the same step that
+        adds the framework, and the allocator's offers reach the master's actor only after that step), so no
+        allocation round can slip an offer in ahead of it. A scheduler drops the
         offers it holds on ``SUBSCRIBED``; an offer sent before it would stay outstanding here for ever, the
         agent's resources held by an offer its framework does not know it has."""
         with self.lock:
