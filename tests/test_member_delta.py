@@ -2,14 +2,13 @@
 derives from a view made from the last one by a few joins, leaves and changes is exactly what it would derive
 from all the members anew, and it costs what changed, not the cluster's size (issue 17).
 
-No ZooKeeper here: the views are made as ``zk.member_cache`` makes them (the rows kept in order, each change a
-row that went and one that came, unchanged rows the very same objects); tests/test_member_cache.py checks the
-cache's own views against a real ZooKeeper.
+No ZooKeeper here: the views are made by the member cache's own bookkeeping (``member_rows.RowBook``: the
+rows kept in order, each change a row that went and one that came, unchanged rows the very same objects);
+tests/test_member_cache.py checks the cache's own views against a real ZooKeeper.
 """
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import json
 import random
@@ -18,7 +17,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from bootstrap_agent.capacity import add_up, share
-from bootstrap_agent.member_rows import MemberRows
+from bootstrap_agent.member_rows import MemberRows, RowBook
 from bootstrap_agent.metrics_cluster import ClusterMetrics
 from bootstrap_agent.plan.cluster_status import STATUS_SCHEMA, counts, iso_time, member_entry, status_document
 from bootstrap_agent.plan.member_overview import overview
@@ -27,37 +26,27 @@ from bootstrap_agent.plan.scrape_targets import targets_document
 from tests.test_cluster import member
 
 
-def _key(row: dict[str, Any]) -> tuple[bool, str, str]:
+def _reference_order(row: dict[str, Any]) -> tuple[bool, str, str]:
     return row["role"] != "master", str(row["ip"]), str(row["uuid"])
 
 
 class Cache:
-    """The member cache's bookkeeping without ZooKeeper: ordered rows, and each new view with its delta."""
+    """The member cache's bookkeeping without ZooKeeper (``member_rows.RowBook``, as ``zk.member_cache`` keeps
+    it): ordered rows, and each new view with its delta."""
 
     def __init__(self, rows: list[dict[str, Any]]) -> None:
-        self.rows = sorted(rows, key=_key)
-        self.keys = [_key(r) for r in self.rows]
-        self.view: MemberRows = MemberRows(self.rows)
-        self.removed: list[dict[str, Any]] = []
-        self.added: list[dict[str, Any]] = []
+        self.book = RowBook()
+        for row in rows:
+            self.book.place(None, row)
+        self.view: MemberRows = self.book.view(None)
+        self.rows = list(self.view)
 
     def place(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
-        if old is not None:
-            at = bisect.bisect_left(self.keys, _key(old))
-            del self.keys[at], self.rows[at]
-            self.removed.append(old)
-        if new is not None:
-            at = bisect.bisect_left(self.keys, _key(new))
-            self.keys.insert(at, _key(new))
-            self.rows.insert(at, new)
-            self.added.append(new)
+        self.book.place(old, new)
 
     def next_view(self) -> MemberRows:
-        view = MemberRows(self.rows)
-        view.previous, view.removed, view.added = self.view, tuple(self.removed), tuple(self.added)
-        self.view.previous = None
-        self.view, self.removed, self.added = view, [], []
-        return view
+        self.view = self.book.view(self.view)
+        return self.view
 
 
 def row(index: int, row_type: type[dict[str, Any]] = dict, **kw: Any) -> dict[str, Any]:
@@ -81,7 +70,7 @@ def reference_status(members: tuple[dict[str, Any], ...], read_at: float) -> str
 def reference_targets(members: tuple[dict[str, Any], ...]) -> str:
     groups = [{"targets": [f"{m['ip']}:9110"], "labels": {"cluster": "eo", "role": m["role"], "uuid": m["uuid"],
                                                           "hostname": m["hostname"]}}
-              for m in sorted(members, key=_key) if m.get("ip")]
+              for m in sorted(members, key=_reference_order) if m.get("ip")]
     return json.dumps(groups, indent=1, sort_keys=True) + "\n" if groups else "[]\n"
 
 

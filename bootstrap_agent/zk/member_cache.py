@@ -24,7 +24,6 @@ instead of going over 10,000 members again (``member_rows``, ``plan.fragments.Fo
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import threading
 from collections.abc import Callable, Mapping
@@ -34,11 +33,10 @@ from typing import Any
 from kazoo.exceptions import NoNodeError
 
 from bootstrap_agent.member import Member, PeerInvalid
-from bootstrap_agent.member_rows import MemberRows
+from bootstrap_agent.member_rows import RowBook
 from bootstrap_agent.zk.session import Session
 
 Version = tuple[int, int]  # (czxid, mzxid): a re-created znode differs even when its mzxid repeats
-Key = tuple[bool, str, str]  # the view's order: masters first, then by address and uuid
 # What changed since the last call: listed names with the version their watch was armed at (None: not armed,
 # or fired since), and the names gone; None as a whole while nodes/ is not listed and watched yet.
 Changes = Callable[[], tuple[dict[str, Version | None], set[str]] | None]
@@ -60,15 +58,11 @@ class _Entry:
     invalid: str | None = None
 
 
-def _key(fields: dict[str, Any]) -> Key:
-    return fields["role"] != "master", str(fields["ip"]), str(fields["uuid"])
-
-
 class MemberCache:
     """Used by the daemon's thread only; ``invalidate`` may be called from any thread.
 
-    The members are kept in view order (``_keys``/``_rows``, kept sorted with ``bisect``), so a change costs
-    a lookup and an insertion, and the view is one ``tuple()`` of that list.
+    The members are kept in view order (``member_rows.RowBook``), so a change costs a lookup and an insertion,
+    and the view is one ``tuple()`` of that list.
     """
 
     def __init__(self, session: Session, ip_ok: Callable[[str], bool], changes: Changes) -> None:
@@ -76,11 +70,9 @@ class MemberCache:
         self._ip_ok = ip_ok
         self._changes = changes
         self._entries: dict[str, _Entry] = {}
-        self._keys: list[Key] = []
-        self._rows: list[dict[str, Any]] = []
-        # rows that left / came since the last view was made (kept across a refresh that failed half-way)
-        self._removed: list[dict[str, Any]] = []
-        self._added: list[dict[str, Any]] = []
+        # the rows in order, and those that left / came since the last view was made (kept across a refresh
+        # that failed half-way)
+        self._book = RowBook()
         self._invalid: dict[str, str] = {}
         self._logged: dict[str, Version] = {}  # the version each invalid znode was last logged for
         self._view = MemberView((), {}, 0, False)
@@ -121,26 +113,10 @@ class MemberCache:
                 names = sorted(set(names).union(set(listed).difference(self._entries)))
         changed |= self._read(names)
         if changed or full:
-            self._view = MemberView(self._rows_view(), dict(self._invalid), len(names), True)
+            self._view = MemberView(self._book.view(self._view.members), dict(self._invalid), len(names), True)
         else:
             self._view = dataclasses.replace(self._view, reads=len(names), changed=False)
         return self._view
-
-    def _rows_view(self) -> MemberRows:
-        """The rows as a new view, with what changed since the last one (rows both added and removed since
-        then never were in either view and are left out)."""
-        rows = MemberRows(self._rows)
-        came = {id(row): row for row in self._added}
-        went = {id(row): row for row in self._removed}
-        both = came.keys() & went.keys()
-        last = self._view.members
-        if isinstance(last, MemberRows):
-            last.previous = None  # one link only: older views are not kept alive through it
-        rows.previous = last
-        rows.removed = tuple(row for key, row in went.items() if key not in both)
-        rows.added = tuple(row for key, row in came.items() if key not in both)
-        self._removed, self._added = [], []
-        return rows
 
     def _list(self) -> list[str]:
         session = self._session
@@ -191,28 +167,15 @@ class MemberCache:
         self._invalid.pop(name, None)
         fields = dataclasses.asdict(member)
         self._entries[name] = _Entry(version, raw, fields)
-        self._place(entry.fields if entry is not None else None, fields)
+        self._book.place(entry.fields if entry is not None else None, fields)
         return True
-
-    def _place(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
-        """Replace ``old`` by ``new`` in the ordered rows (either may be None)."""
-        if old is not None:
-            at = bisect.bisect_left(self._keys, _key(old))
-            del self._keys[at], self._rows[at]
-            self._removed.append(old)
-        if new is not None:
-            key = _key(new)
-            at = bisect.bisect_left(self._keys, key)
-            self._keys.insert(at, key)
-            self._rows.insert(at, new)
-            self._added.append(new)
 
     def _drop(self, names: set[str]) -> bool:
         for name in names:
             entry = self._entries.pop(name, None)
             if entry is None:
                 continue
-            self._place(entry.fields, None)
+            self._book.place(entry.fields, None)
             self._invalid.pop(name, None)
             self._logged.pop(name, None)
         return bool(names)
