@@ -29,13 +29,10 @@ The machine's load average goes with each scale (it is shared: other work inflat
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
-import http.client
 import os
 import re
-import ssl
 import subprocess
 import time
 import urllib.request
@@ -78,35 +75,13 @@ class StatusPoller:
     script of the user would fetch it; the member uuids of the last body seen."""
 
     def __init__(self, ip: str, user: str, password: str) -> None:
-        self.ip = ip
-        self.auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        self.conn: http.client.HTTPSConnection | None = None
+        self.status = members_bench.StatusConnection(ip, user, password)
         self.etag = ""
         self.uuids: set[bytes] = set()
         self.fetches = 0
 
-    def _get(self) -> tuple[int, bytes, str]:
-        for attempt in range(2):
-            if self.conn is None:
-                context = ssl.create_default_context()
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE  # the master's own certificate
-                self.conn = http.client.HTTPSConnection(self.ip, 443, timeout=10, context=context)
-            headers = {"Authorization": self.auth, **({"If-None-Match": self.etag} if self.etag else {})}
-            try:
-                self.conn.request("GET", "/status.json", headers=headers)
-                response = self.conn.getresponse()
-                return response.status, response.read(), response.getheader("ETag") or ""
-            except (OSError, http.client.HTTPException):
-                with contextlib.suppress(Exception):
-                    self.conn.close()
-                self.conn = None
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
-
     def poll(self) -> float:
-        status, body, etag = self._get()
+        status, body, etag = self.status.get({"If-None-Match": self.etag} if self.etag else None)
         now = time.perf_counter()
         if status == 200:
             self.fetches += 1
@@ -128,8 +103,7 @@ class StatusPoller:
             time.sleep(POLL_S)
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
+        self.status.close()
 
 
 class Metrics:

@@ -93,6 +93,43 @@ def synthetic(index: int) -> Member:
                   services={"mesos-agent": "active", "alluxio-worker": "active"}, since=time.time())
 
 
+class StatusConnection:
+    """``GET /status.json`` from a master's nginx over HTTPS with the dashboard's login, on one kept-alive
+    connection, opened again once when it broke (nginx closes idle ones). ``call`` runs the connect: inside a
+    test network's namespace (``TestNode.call``), or here."""
+
+    def __init__(self, ip: str, user: str, password: str,
+                 call: Callable[[Callable[[], None]], object] = lambda connect: connect()) -> None:
+        self.ip, self.call = ip, call
+        self.auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.conn: http.client.HTTPSConnection | None = None
+
+    def get(self, headers: dict[str, str] | None = None) -> tuple[int, bytes, str]:
+        """(status, body, ETag)."""
+        for attempt in range(2):
+            if self.conn is None:
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE  # the master's own certificate
+                self.conn = http.client.HTTPSConnection(self.ip, 443, timeout=10, context=context)
+                self.call(self.conn.connect)
+            try:
+                self.conn.request("GET", "/status.json", headers={"Authorization": self.auth, **(headers or {})})
+                response = self.conn.getresponse()
+                return response.status, response.read(), response.getheader("ETag") or ""
+            except (OSError, http.client.HTTPException):
+                with contextlib.suppress(Exception):
+                    self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
 class StatusPoller:
     """``status.json`` as nginx serves it, over one keep-alive TLS connection opened inside the test network.
 
@@ -104,39 +141,12 @@ class StatusPoller:
     """
 
     def __init__(self, net: TestNode, path: Path) -> None:
-        self.net = net
         self.path = path
-        self.conn: http.client.HTTPSConnection | None = None
+        self.status = StatusConnection(MASTER_IP, *DASHBOARD_AUTH, call=net.call)
         self.signature: tuple[int, int, int] | None = None
         self.uuids: set[bytes] = set()
         self.gaps: list[float] = []
         self.fetches = 0
-        token = base64.b64encode(f"{DASHBOARD_AUTH[0]}:{DASHBOARD_AUTH[1]}".encode()).decode()
-        self.auth = f"Basic {token}"
-
-    def _connect(self) -> http.client.HTTPSConnection:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        conn = http.client.HTTPSConnection(MASTER_IP, 443, timeout=10, context=context)
-        self.net.call(conn.connect)  # the socket belongs to the namespace from now on
-        return conn
-
-    def _get(self) -> tuple[int, bytes]:
-        for attempt in range(2):
-            if self.conn is None:
-                self.conn = self._connect()
-            try:
-                self.conn.request("GET", "/status.json", headers={"Authorization": self.auth})
-                response = self.conn.getresponse()
-                return response.status, response.read()
-            except (OSError, http.client.HTTPException):
-                with contextlib.suppress(Exception):
-                    self.conn.close()
-                self.conn = None
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
 
     def poll(self) -> float:
         try:
@@ -146,7 +156,7 @@ class StatusPoller:
         signature = (st.st_ino, st.st_mtime_ns, st.st_size)
         if signature == self.signature:
             return time.perf_counter()
-        status, body = self._get()
+        status, body, _ = self.status.get()
         now = time.perf_counter()
         self.fetches += 1
         if status == 200 and len(body) == st.st_size:
@@ -176,8 +186,7 @@ class StatusPoller:
                 "poll_gap_max_ms": ms(max(gaps))}
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
+        self.status.close()
 
 
 class Writers:
