@@ -12,7 +12,6 @@ node did not read ZooKeeper, as in ``once`` and ``render``), so a reader can tel
 
 from __future__ import annotations
 
-import bisect
 import json
 import time
 from collections import Counter
@@ -21,6 +20,7 @@ from operator import itemgetter
 from typing import Any
 
 from bootstrap_agent.capacity import Share, add_up_counted, share
+from bootstrap_agent.member_rows import Ordered, view_key
 from bootstrap_agent.plan.fragments import Folded, Last, Memo
 
 STATUS_SCHEMA = 1
@@ -62,11 +62,6 @@ def counts(members: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     return result
 
 
-def _order(member: Mapping[str, Any]) -> tuple[bool, str, str]:
-    """A member's place in the document (the member cache's order): masters first, then by address and uuid."""
-    return str(member.get("role", "")) != "master", str(member.get("ip", "")), str(member.get("uuid", ""))
-
-
 def _piece(member: Mapping[str, Any]) -> tuple[tuple[bool, str, str], dict[str, Any], str]:
     """A member's sort key, its entry (for the counts) and its JSON text indented as inside the document."""
     entry = member_entry(member)
@@ -78,34 +73,29 @@ _PIECES: Memo[tuple[tuple[bool, str, str], dict[str, Any], str]] = Memo(_piece)
 
 
 class Listing:
-    """The members' texts in the document's order with their keys, and the tally by (role, state): built once,
-    then a join or leave is one insertion or deletion (``Folded``), not a sort of every member."""
+    """The members' texts in the document's order (``Ordered``) and the tally by (role, state): built once, then
+    a join or leave is one insertion or deletion (``Folded``), not a sort of every member."""
 
     def __init__(self, members: tuple[Mapping[str, Any], ...]) -> None:
-        pieces = sorted(_PIECES.map(members), key=itemgetter(0))  # the member cache's order already: linear
-        self.keys = [piece[0] for piece in pieces]
-        self.texts = [piece[2] for piece in pieces]
-        self.tally = Counter((piece[1]["role"], piece[1]["state"]) for piece in pieces)
+        pieces = _PIECES.map(members)  # the member cache's order already: the sort is linear
+        self.texts: Ordered[str] = Ordered((key, text) for key, _, text in pieces)
+        self.tally = Counter((entry["role"], entry["state"]) for _, entry, _ in pieces)
 
     def fold(self, removed: tuple[Mapping[str, Any], ...], added: tuple[Mapping[str, Any], ...]) -> Listing:
         for member in removed:
-            key = _order(member)
-            at = bisect.bisect_left(self.keys, key)
-            if at < len(self.keys) and self.keys[at] == key:
-                del self.keys[at], self.texts[at]
+            if self.texts.remove(view_key(member)):
                 self.tally[(str(member.get("role", "")), str(member.get("state", "")))] -= 1
         for member in added:
             key, entry, text = _piece(member)
-            at = bisect.bisect_left(self.keys, key)
-            self.keys.insert(at, key)
-            self.texts.insert(at, text)
+            self.texts.insert(key, text)
             self.tally[(entry["role"], entry["state"])] += 1
         return self
 
     def counts(self) -> dict[str, int]:
         """As ``counts`` makes them from every member."""
         tally = self.tally
-        result = {"members": len(self.keys), "ready": sum(n for (_, state), n in tally.items() if state == "ready")}
+        result = {"members": len(self.texts.keys),
+                  "ready": sum(n for (_, state), n in tally.items() if state == "ready")}
         for role in ROLES:
             result[f"{role}s"] = sum(n for (r, _), n in tally.items() if r == role)
             result[f"{role}s_ready"] = tally[(role, "ready")]
@@ -143,7 +133,7 @@ def status_document(cluster: str, members: Iterable[Mapping[str, Any]], read_at:
 def _members(members: tuple[Mapping[str, Any], ...]) -> tuple[dict[str, int], str]:
     """The counts (as ``counts`` makes them) and the members' text of the document (empty without members)."""
     listing = _LISTING.get(members)
-    return listing.counts(), ",\n".join(listing.texts)
+    return listing.counts(), ",\n".join(listing.texts.values)
 
 
 _MEMBERS: Last[tuple[dict[str, int], str]] = Last(_members)

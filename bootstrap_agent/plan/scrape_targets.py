@@ -14,13 +14,12 @@ One group per member, so each series carries that member's labels (``cluster``, 
 
 from __future__ import annotations
 
-import bisect
 import functools
 import json
 from collections.abc import Callable, Iterable, Mapping
-from operator import itemgetter
 from typing import Any
 
+from bootstrap_agent.member_rows import Ordered
 from bootstrap_agent.plan.fragments import Folded, Last, Memo
 from bootstrap_agent.ports import METRICS_PORT
 
@@ -61,28 +60,20 @@ def targets_document(cluster: str, members: Iterable[Mapping[str, Any]], port: i
 
 
 class _Groups:
-    """The members' groups in the document's order with their keys: a join or leave is one insertion or
-    deletion (``Folded``), not a sort of every member."""
+    """The members' groups in the document's order (``Ordered``): a join or leave is one insertion or deletion
+    (``Folded``), not a sort of every member."""
 
     def __init__(self, pieces: Memo[Piece], members: tuple[Mapping[str, Any], ...]) -> None:
-        ordered = sorted(pieces.map(members), key=itemgetter(0))
-        self.keys = [key for key, _ in ordered]
-        self.texts = [text for _, text in ordered]
+        self.texts: Ordered[str | None] = Ordered(pieces.map(members))
 
     def fold(self, removed: tuple[Mapping[str, Any], ...], added: tuple[Mapping[str, Any], ...], *,
              make: Callable[[Mapping[str, Any]], Piece]) -> _Groups:
         for member in removed:
-            key = make(member)[0]
-            at = bisect.bisect_left(self.keys, key)
-            if at < len(self.keys) and self.keys[at] == key:
-                del self.keys[at], self.texts[at]
+            self.texts.remove(make(member)[0])
         for member in added:
-            key, text = make(member)
-            at = bisect.bisect_left(self.keys, key)
-            self.keys.insert(at, key)
-            self.texts.insert(at, text)
+            self.texts.insert(*make(member))
         return self
 
     def document(self) -> str:
-        texts = [text for text in self.texts if text is not None]
+        texts = [text for text in self.texts.values if text is not None]
         return ("[\n" + ",\n".join(texts) + "\n]\n") if texts else "[]\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -118,8 +119,6 @@ def _still_proven(pid: int, wanted: set[int] | None) -> set[int] | None:
 
 
 def _fd_link(pid: int, fd: int) -> str | None:
-    import os
-
     try:
         return os.readlink(f"/proc/{pid}/fd/{fd}")
     except OSError:
