@@ -24,7 +24,9 @@ from provision_min import config as config_mod
 from provision_min.errors import InputError
 from provision_min.local import cloud, metadata_host, network, node_image, readiness, subnets
 from provision_min.local.layout import STATE_ROOT_ENV, CloudState, Names, NodeRecord, Paths
+from provision_min.local.plan_local import LocalPlan
 from provision_min.local.progress import Progress, Row
+from provision_min.rollout import MasterRollout, Rollout
 
 EXAMPLE = Path(config_mod.__file__).parent / "examples" / "cluster.yaml"
 HASH = "$6$vk.5fz6E2dydvNwx$UUHiEOJ1lpEg1FAMgkh/FTwCWsDajNpXzE1VS0H5OwhlOU7JEjlkFhjk34djKUyL/kZVv76MkIRI.4X8dvi8j1"
@@ -283,3 +285,12 @@ def test_plan_of_a_cluster_that_does_not_run_says_what_up_would_start_and_change
     planned = json.loads(capsys.readouterr().out)
     assert (planned["running"], planned["changes"], planned["replace"]) == (False, True, [])
     assert not (tmp_path / "state").exists()  # nothing written, nothing started
+
+
+def test_plan_lines_show_a_blocked_replacement_once_and_not_as_nothing_to_change() -> None:
+    rollout = Rollout(None, MasterRollout((), "a single master cannot be replaced while the cluster keeps working"))
+    planned = LocalPlan("eo", True, replace=rollout.lines(), blocked=rollout.blocked(), replacing=not rollout.empty)
+    shown = planned.lines()
+    assert shown == ["cluster eo (local): runs",
+                     "  masters NOT replaced: a single master cannot be replaced while the cluster keeps working"]
+    assert planned.changes is False  # up would change nothing: --detailed-exitcode 0

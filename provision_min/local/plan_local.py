@@ -28,19 +28,20 @@ class LocalPlan:
     cluster: str
     running: bool
     start: list[str] = field(default_factory=list)  # what up would start
-    replace: list[str] = field(default_factory=list)  # what up would replace, in order (``Rollout.lines``)
-    blocked: list[str] = field(default_factory=list)  # what differs but would not be replaced, and why
+    # what up would replace, in order, and what differs but would not be (``Rollout.lines``: "NOT replaced")
+    replace: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)  # those "NOT replaced" reasons alone (``Rollout.blocked``)
+    replacing: bool = False  # up would replace something (``not Rollout.empty``)
 
     @property
     def changes(self) -> bool:
-        return bool(self.start or self.replace)
+        return bool(self.start) or self.replacing
 
     def lines(self) -> list[str]:
         out = [f"cluster {self.cluster} (local): " + ("runs" if self.running else "does not run")]
         out += [f"  start: {line}" for line in self.start]
         out += [f"  {line}" for line in self.replace]
-        out += [f"  warning: {line}" for line in self.blocked]
-        if not self.changes:
+        if not self.changes and not self.blocked:
             out.append("  nothing to change: up would start and replace nothing")
         return out
 
@@ -62,8 +63,7 @@ def plan(config: ClusterConfig, state: CloudState | None) -> LocalPlan:
                                                                              for i in missing))
     agents, names = _agents(config, state, result)
     rollout = Rollout(agents, plan_local_masters(config, state))
-    result.replace = rollout.lines(names)
-    result.blocked = rollout.blocked()
+    result.replace, result.blocked, result.replacing = rollout.lines(names), rollout.blocked(), not rollout.empty
     return result
 
 
