@@ -49,6 +49,7 @@ class FrameworkOffers:
         return f"{self.master_id}-{prefix}{next(self._ids)}"
 
     def count(self, state: str) -> None:
+        """One more of a task state (``TASK_FINISHED`` counts as ``finished``) or of another counted event."""
         key = state.removeprefix("TASK_").lower()
         self.counts[key] = self.counts.get(key, 0) + 1
 
@@ -276,11 +277,9 @@ class FrameworkOffers:
         with self.lock:
             agent = self.agents.get(agent_id)
             if agent is None:
-                self.counts["invalid_status_update_acknowledgements"] = (
-                    self.counts.get("invalid_status_update_acknowledgements", 0) + 1)
+                self.count("invalid_status_update_acknowledgements")
                 return
-            self.counts["valid_status_update_acknowledgements"] = (
-                self.counts.get("valid_status_update_acknowledgements", 0) + 1)
+            self.count("valid_status_update_acknowledgements")
             self.send_agent(agent, "/standin/acknowledge", {"framework_id": framework.id, "task_id": task_id,
                                                             "uuid": str(call.get("uuid", ""))})
 
